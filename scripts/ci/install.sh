@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what a fresh machine lacks for `make test` / `make demo`.
+# Each step is skipped when the tool is already present at the pinned version,
+# and each step's duration is printed so slow installs are visible in CI logs.
+set -euo pipefail
+
+WASM_PACK_VERSION=0.15.1
+WASM_BINDGEN_VERSION=0.2.130
+
+step() { # step <name> <check-cmd> <install-cmd>
+  local name=$1 check=$2 install=$3 t0
+  if eval "$check" >/dev/null 2>&1; then
+    echo "install: $name already present, skipped"
+    return
+  fi
+  t0=$(date +%s)
+  echo "install: $name ..."
+  eval "$install"
+  echo "install: $name done in $(( $(date +%s) - t0 ))s"
+}
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+step "wasm32 target" \
+  "rustup target list --installed | grep -qx wasm32-unknown-unknown" \
+  "rustup target add wasm32-unknown-unknown"
+
+step "chromium + chromedriver" \
+  "command -v chromium && command -v chromedriver" \
+  "$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver"
+
+step "wasm-pack $WASM_PACK_VERSION" \
+  "wasm-pack --version | grep -q ' $WASM_PACK_VERSION'" \
+  "cargo install wasm-pack --version $WASM_PACK_VERSION --locked"
+
+# No --locked: the CLI's own lockfile pins a crate version crates.io no longer serves.
+step "wasm-bindgen-cli $WASM_BINDGEN_VERSION" \
+  "wasm-bindgen --version | grep -q ' $WASM_BINDGEN_VERSION'" \
+  "cargo install wasm-bindgen-cli --version $WASM_BINDGEN_VERSION"

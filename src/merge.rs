@@ -1,0 +1,364 @@
+//! Field-level last-writer-wins merge (DESIGN §2), shared by the client and the server.
+//!
+//! A record's state is a map `field -> (value, HLC, actor)`; the tombstone is the field
+//! `deletedAt` under the same rule. Joining two states keeps, per field, the entry with the
+//! greatest HLC. Equal HLCs (only possible for the very same write, or a misbehaving peer)
+//! are broken by a total order on the value and then the actor, so the join is commutative,
+//! associative and idempotent whatever the input.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::clock::Hlc;
+use crate::protocol::{
+    Actor, Change, Conflict, Op, ProtocolError, FIELD_DELETED_AT, FIELD_ID, FIELD_META,
+    FIELD_SPACE_ID,
+};
+
+/// The current value of one field and when (and by whom) it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldState {
+    pub value: Value,
+    pub at: Hlc,
+    pub actor: Option<Actor>,
+}
+
+/// The merged state of one record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordState {
+    pub fields: BTreeMap<String, FieldState>,
+}
+
+impl RecordState {
+    /// The state a single change describes on its own.
+    pub fn from_change(change: &Change) -> Result<RecordState, ProtocolError> {
+        let mut state = RecordState::default();
+        for (name, field) in field_writes(change)? {
+            state.fields.insert(name, field);
+        }
+        Ok(state)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The tombstone, if the record is deleted.
+    pub fn deleted_at(&self) -> Option<&str> {
+        self.fields
+            .get(FIELD_DELETED_AT)
+            .and_then(|f| f.value.as_str())
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at().is_some()
+    }
+
+    /// The greatest timestamp of any field (when the record last changed).
+    pub fn last_changed(&self) -> Option<Hlc> {
+        self.fields.values().map(|f| f.at).max()
+    }
+
+    /// The record as the application sees it: `id` plus every field's value.
+    pub fn to_record(&self, id: &str) -> Map<String, Value> {
+        let mut out = Map::with_capacity(self.fields.len() + 1);
+        out.insert(FIELD_ID.into(), Value::String(id.into()));
+        for (name, f) in &self.fields {
+            out.insert(name.clone(), f.value.clone());
+        }
+        out
+    }
+
+    /// The hidden `__fieldMeta` object: `{ field: { at, actor? } }`.
+    pub fn field_meta(&self) -> Map<String, Value> {
+        self.fields
+            .iter()
+            .map(|(name, f)| {
+                let mut m = Map::new();
+                m.insert("at".into(), Value::String(f.at.to_string()));
+                if let Some(actor) = &f.actor {
+                    m.insert("actor".into(), actor.clone());
+                }
+                (name.clone(), Value::Object(m))
+            })
+            .collect()
+    }
+
+    /// Rebuilds a state from a stored record and its `__fieldMeta`. Fields without meta are
+    /// ignored: they were never written through the merge.
+    pub fn from_record(
+        record: &Map<String, Value>,
+        meta: &Map<String, Value>,
+    ) -> Result<RecordState, ProtocolError> {
+        let mut state = RecordState::default();
+        for (name, m) in meta {
+            let at_str = m.get("at").and_then(Value::as_str).unwrap_or_default();
+            let at = Hlc::parse(at_str).map_err(|_| ProtocolError::InvalidTimestamp {
+                field: format!("{FIELD_META}.{name}.at"),
+                value: at_str.chars().take(64).collect(),
+            })?;
+            state.fields.insert(
+                name.clone(),
+                FieldState {
+                    value: record.get(name).cloned().unwrap_or(Value::Null),
+                    at,
+                    actor: m.get("actor").cloned(),
+                },
+            );
+        }
+        Ok(state)
+    }
+}
+
+/// Applies one change to a record's state: field-level LWW. Returns the new state and the
+/// conflicts: fields where the change's value strictly beat a different, non-empty value.
+pub fn apply(
+    mut state: RecordState,
+    change: &Change,
+) -> Result<(RecordState, Vec<Conflict>), ProtocolError> {
+    let mut conflicts = Vec::new();
+    for (name, incoming) in field_writes(change)? {
+        if let Some(local) = state.fields.get(&name) {
+            if incoming.at > local.at && !is_empty(&local.value) && incoming.value != local.value
+            {
+                conflicts.push(Conflict {
+                    collection: change.table.clone(),
+                    id: change.id.clone(),
+                    field: name.clone(),
+                    was_local: local.value.clone(),
+                    now_server: incoming.value.clone(),
+                    local_at: local.at.to_string(),
+                    server_at: incoming.at.to_string(),
+                });
+            }
+        }
+        join_field(&mut state.fields, name, incoming);
+    }
+    Ok((state, conflicts))
+}
+
+/// Joins two states (the state-based form of [`apply`]).
+pub fn merge(mut a: RecordState, b: &RecordState) -> RecordState {
+    for (name, f) in &b.fields {
+        join_field(&mut a.fields, name.clone(), f.clone());
+    }
+    a
+}
+
+/// Keeps the greater of the current and the incoming entry of one field. Returns whether
+/// the incoming entry won.
+pub fn join_field(
+    fields: &mut BTreeMap<String, FieldState>,
+    name: String,
+    incoming: FieldState,
+) -> bool {
+    match fields.get_mut(&name) {
+        Some(current) => {
+            if beats(&incoming, current) {
+                *current = incoming;
+                true
+            } else {
+                false
+            }
+        }
+        None => {
+            fields.insert(name, incoming);
+            true
+        }
+    }
+}
+
+/// Total order between two entries of one field: HLC, then value, then actor.
+fn beats(a: &FieldState, b: &FieldState) -> bool {
+    a.at.cmp(&b.at)
+        .then_with(|| cmp_json(&a.value, &b.value))
+        .then_with(|| match (&a.actor, &b.actor) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(x), Some(y)) => cmp_json(x, y),
+        })
+        == Ordering::Greater
+}
+
+/// The field writes a change carries, each with its own timestamp.
+pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, ProtocolError> {
+    let parse = |field: &str, s: &str| {
+        Hlc::parse(s).map_err(|_| ProtocolError::InvalidTimestamp {
+            field: field.to_owned(),
+            value: s.chars().take(64).collect(),
+        })
+    };
+    let entry = |value: Value, at: Hlc| FieldState {
+        value,
+        at,
+        actor: change.actor.clone(),
+    };
+    let mut out = Vec::new();
+    match change.op {
+        Op::Insert => {
+            let data = change.data.as_ref().ok_or(ProtocolError::MissingData)?;
+            let at_str = change
+                .updated_at
+                .as_deref()
+                .ok_or(ProtocolError::MissingTimestamp {
+                    op: "insert",
+                    field: "updatedAt",
+                })?;
+            let at = parse("updatedAt", at_str)?;
+            for (name, value) in data {
+                if name != FIELD_ID && name != FIELD_META {
+                    out.push((name.clone(), entry(value.clone(), at)));
+                }
+            }
+            if let Some(space) = &change.space_id {
+                if !data.contains_key(FIELD_SPACE_ID) {
+                    out.push((FIELD_SPACE_ID.into(), entry(Value::String(space.clone()), at)));
+                }
+            }
+        }
+        Op::Update => {
+            let fields = change.fields.as_ref().ok_or(ProtocolError::MissingFields)?;
+            for (name, f) in fields {
+                if name == FIELD_ID || name == FIELD_META {
+                    return Err(ProtocolError::ReservedField(name.clone()));
+                }
+                let at = parse(&format!("fields.{name}.updatedAt"), &f.updated_at)?;
+                out.push((name.clone(), entry(f.value.clone(), at)));
+            }
+        }
+        Op::Delete => {
+            let at_str = change
+                .deleted_at
+                .as_deref()
+                .ok_or(ProtocolError::MissingTimestamp {
+                    op: "delete",
+                    field: "deletedAt",
+                })?;
+            let at = parse("deletedAt", at_str)?;
+            out.push((
+                FIELD_DELETED_AT.into(),
+                entry(Value::String(at_str.into()), at),
+            ));
+        }
+        Op::Unknown => return Err(ProtocolError::UnknownOp),
+    }
+    Ok(out)
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// A total order on JSON values (null < bool < number < string < array < object).
+pub fn cmp_json(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Object(_) => 5,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => {
+            let (fx, fy) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+            fx.total_cmp(&fy)
+                .then_with(|| x.to_string().cmp(&y.to_string()))
+        }
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| cmp_json(p, q))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        (Value::Object(x), Value::Object(y)) => {
+            let mut xs: Vec<_> = x.iter().collect();
+            let mut ys: Vec<_> = y.iter().collect();
+            xs.sort_by(|p, q| p.0.cmp(q.0));
+            ys.sort_by(|p, q| p.0.cmp(q.0));
+            xs.iter()
+                .zip(&ys)
+                .map(|(p, q)| p.0.cmp(q.0).then_with(|| cmp_json(p.1, q.1)))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| xs.len().cmp(&ys.len()))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hlc(ms: u64, node: u64) -> String {
+        Hlc::new(ms, 0, node).unwrap().to_string()
+    }
+
+    fn change(v: Value) -> Change {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const EID: &str = "0190a6f0-0000-7000-8000-000000000001";
+
+    #[test]
+    fn insert_then_update_then_delete() {
+        let ins = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "insert",
+            "data": {"id": "n1", "title": "a", "body": "b"}, "updatedAt": hlc(1, 1)}));
+        let (s, c) = apply(RecordState::default(), &ins).unwrap();
+        assert!(c.is_empty());
+        let upd = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "update",
+            "fields": {"title": {"value": "A", "updatedAt": hlc(2, 2)}}}));
+        let (s, c) = apply(s, &upd).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].field, "title");
+        assert_eq!(c[0].was_local, json!("a"));
+        assert_eq!(c[0].now_server, json!("A"));
+        let rec = s.to_record("n1");
+        assert_eq!(rec["title"], json!("A"));
+        assert_eq!(rec["body"], json!("b"));
+        let del = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "delete",
+            "deletedAt": hlc(3, 1)}));
+        let (s, _) = apply(s, &del).unwrap();
+        assert!(s.is_deleted());
+    }
+
+    #[test]
+    fn older_write_loses_without_conflict() {
+        let newer = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 2, "updatedAt": hlc(10, 1)}}}));
+        let older = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 1, "updatedAt": hlc(5, 2)}}}));
+        let (s, _) = apply(RecordState::default(), &newer).unwrap();
+        let (s, c) = apply(s, &older).unwrap();
+        assert!(c.is_empty());
+        assert_eq!(s.fields["f"].value, json!(2));
+    }
+
+    #[test]
+    fn record_and_meta_round_trip() {
+        let ins = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "insert",
+            "data": {"a": 1}, "updatedAt": hlc(1, 1), "actor": {"kind": "ai"}}));
+        let s = RecordState::from_change(&ins).unwrap();
+        let back = RecordState::from_record(&s.to_record("x"), &s.field_meta()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn json_order_is_total_on_numbers_that_compare_equal_as_floats() {
+        let (a, b) = (json!(1), json!(1.0));
+        assert_ne!(cmp_json(&a, &b), Ordering::Equal);
+        assert_eq!(cmp_json(&a, &b), cmp_json(&b, &a).reverse());
+    }
+}

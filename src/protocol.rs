@@ -1,0 +1,279 @@
+//! Wire types shared by the client and the server (DESIGN §3). JSON, camelCase; absent
+//! optional fields are omitted; unknown fields are tolerated so that older peers keep working.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Hlc;
+
+/// Most changes one push may carry.
+pub const MAX_CHANGES_PER_PUSH: usize = 5000;
+/// Schema version assumed when a change carries none.
+pub const DEFAULT_SCHEMA_VERSION: u32 = 1;
+
+/// Reserved record fields (DESIGN §2).
+pub const FIELD_ID: &str = "id";
+pub const FIELD_SPACE_ID: &str = "spaceId";
+pub const FIELD_DELETED_AT: &str = "deletedAt";
+pub const FIELD_META: &str = "__fieldMeta";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+    /// Any other string; rejected by [`Change::validate`] with `unknown_op`.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One field of an update: its new value and when it was set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldChange {
+    #[serde(default)]
+    pub value: Value,
+    pub updated_at: String,
+}
+
+/// Opaque application JSON describing who made a change (`{ kind: "user" | "ai" | "system" }`).
+pub type Actor = Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub event_id: String,
+    pub table: String,
+    pub id: String,
+    pub op: Op,
+    /// Insert: the whole record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+    /// Update: the changed fields with their timestamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, FieldChange>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Insert/delete: timestamp of the whole operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<String>,
+    /// Server-assigned cursor of this change (server→client only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changeset {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub collection: String,
+    pub id: String,
+    pub field: String,
+    pub was_local: Value,
+    pub now_server: Value,
+    pub local_at: String,
+    pub server_at: String,
+}
+
+/// Answer to a push (`POST /sync/{appId}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResponse {
+    #[serde(default)]
+    pub server_changes: Vec<Change>,
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+    pub synced_until: String,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// Answer to `GET /sync/{appId}/pull`: same field names as a push answer, so one client
+/// parser serves both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullResponse {
+    #[serde(default)]
+    pub server_changes: Vec<Change>,
+    pub synced_until: String,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    #[error("eventId {0:?} is not a UUID")]
+    InvalidEventId(String),
+    #[error("table is empty")]
+    EmptyTable,
+    #[error("id is empty")]
+    EmptyId,
+    #[error("unknown op")]
+    UnknownOp,
+    #[error("insert without data")]
+    MissingData,
+    #[error("update without fields")]
+    MissingFields,
+    #[error("{op} without {field}")]
+    MissingTimestamp {
+        op: &'static str,
+        field: &'static str,
+    },
+    #[error("{field}: invalid HLC timestamp {value:?}")]
+    InvalidTimestamp { field: String, value: String },
+    #[error("reserved field {0:?} cannot be written")]
+    ReservedField(String),
+    #[error("data.id {0:?} differs from the change id")]
+    IdMismatch(String),
+    #[error("more than {MAX_CHANGES_PER_PUSH} changes in one push ({0})")]
+    TooManyChanges(usize),
+}
+
+impl ProtocolError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::InvalidEventId(_) => "invalid_event_id",
+            ProtocolError::EmptyTable => "empty_table",
+            ProtocolError::EmptyId => "empty_id",
+            ProtocolError::UnknownOp => "unknown_op",
+            ProtocolError::MissingData => "missing_data",
+            ProtocolError::MissingFields => "missing_fields",
+            ProtocolError::MissingTimestamp { .. } => "missing_timestamp",
+            ProtocolError::InvalidTimestamp { .. } => "invalid_timestamp",
+            ProtocolError::ReservedField(_) => "reserved_field",
+            ProtocolError::IdMismatch(_) => "id_mismatch",
+            ProtocolError::TooManyChanges(_) => "too_many_changes",
+        }
+    }
+}
+
+fn check_hlc(field: &str, value: &str) -> Result<Hlc, ProtocolError> {
+    Hlc::parse(value).map_err(|_| ProtocolError::InvalidTimestamp {
+        field: field.to_owned(),
+        value: value.chars().take(64).collect(),
+    })
+}
+
+impl Change {
+    /// The schema version, defaulting absent to 1.
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version.unwrap_or(DEFAULT_SCHEMA_VERSION)
+    }
+
+    /// The record's space: top level, else `data.spaceId`, else `fields.spaceId.value`.
+    pub fn effective_space_id(&self) -> Option<&str> {
+        self.space_id
+            .as_deref()
+            .or_else(|| {
+                self.data
+                    .as_ref()
+                    .and_then(|d| d.get(FIELD_SPACE_ID))
+                    .and_then(Value::as_str)
+            })
+            .or_else(|| {
+                self.fields
+                    .as_ref()
+                    .and_then(|f| f.get(FIELD_SPACE_ID))
+                    .and_then(|f| f.value.as_str())
+            })
+    }
+
+    /// Rejects a structurally invalid change. A valid change can be merged without error.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if uuid::Uuid::try_parse(&self.event_id).is_err() {
+            return Err(ProtocolError::InvalidEventId(
+                self.event_id.chars().take(64).collect(),
+            ));
+        }
+        if self.table.is_empty() {
+            return Err(ProtocolError::EmptyTable);
+        }
+        if self.id.is_empty() {
+            return Err(ProtocolError::EmptyId);
+        }
+        if let Some(at) = &self.updated_at {
+            check_hlc("updatedAt", at)?;
+        }
+        if let Some(at) = &self.deleted_at {
+            check_hlc("deletedAt", at)?;
+        }
+        match self.op {
+            Op::Unknown => return Err(ProtocolError::UnknownOp),
+            Op::Insert => {
+                let data = self.data.as_ref().ok_or(ProtocolError::MissingData)?;
+                if self.updated_at.is_none() {
+                    return Err(ProtocolError::MissingTimestamp {
+                        op: "insert",
+                        field: "updatedAt",
+                    });
+                }
+                if data.contains_key(FIELD_META) {
+                    return Err(ProtocolError::ReservedField(FIELD_META.into()));
+                }
+                if let Some(id) = data.get(FIELD_ID) {
+                    if id.as_str() != Some(self.id.as_str()) {
+                        return Err(ProtocolError::IdMismatch(id.to_string()));
+                    }
+                }
+            }
+            Op::Update => {
+                let fields = self.fields.as_ref().ok_or(ProtocolError::MissingFields)?;
+                if fields.is_empty() {
+                    return Err(ProtocolError::MissingFields);
+                }
+                for (name, f) in fields {
+                    if name == FIELD_META || name == FIELD_ID {
+                        return Err(ProtocolError::ReservedField(name.clone()));
+                    }
+                    check_hlc(&format!("fields.{name}.updatedAt"), &f.updated_at)?;
+                }
+            }
+            Op::Delete => {
+                if self.deleted_at.is_none() {
+                    return Err(ProtocolError::MissingTimestamp {
+                        op: "delete",
+                        field: "deletedAt",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Changeset {
+    /// Validates every change; the error names the index of the first invalid one.
+    pub fn validate(&self) -> Result<(), (usize, ProtocolError)> {
+        if self.changes.len() > MAX_CHANGES_PER_PUSH {
+            return Err((
+                MAX_CHANGES_PER_PUSH,
+                ProtocolError::TooManyChanges(self.changes.len()),
+            ));
+        }
+        for (i, c) in self.changes.iter().enumerate() {
+            c.validate().map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}

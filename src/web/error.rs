@@ -1,0 +1,40 @@
+//! Every error reaching JS is a real `Error` with a stable `.code` (DESIGN §7).
+
+use wasm_bindgen::prelude::*;
+
+/// An error code and message, turned into a JS `Error` with `.code` at the boundary.
+#[derive(Debug, Clone)]
+pub struct JsCodedError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl JsCodedError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        JsCodedError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<JsCodedError> for JsValue {
+    fn from(e: JsCodedError) -> JsValue {
+        let err = js_sys::Error::new(&e.message);
+        err.set_name("ManaError");
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code.into());
+        err.into()
+    }
+}
+
+macro_rules! coded_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for JsCodedError {
+            fn from(e: $t) -> Self {
+                JsCodedError::new(e.code(), e.to_string())
+            }
+        }
+    )*};
+}
+coded_from!(crate::protocol::ProtocolError, crate::clock::ClockError);

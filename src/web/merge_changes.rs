@@ -1,0 +1,49 @@
+//! `mergeChanges(changes)`: folds wire changes of one record through the shared LWW merge.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::error::JsCodedError;
+use crate::merge::{apply, RecordState};
+use crate::protocol::Change;
+
+/// Validates and applies `changes` (all of one record, in any order) and returns the merged
+/// record, its per-field metadata and the conflicts found along the way.
+#[wasm_bindgen(js_name = mergeChanges, unchecked_return_type = "MergeResult")]
+pub fn merge_changes(
+    #[wasm_bindgen(unchecked_param_type = "Change[]")] changes: JsValue,
+) -> Result<JsValue, JsValue> {
+    let changes: Vec<Change> = serde_wasm_bindgen::from_value(changes)
+        .map_err(|e| JsCodedError::new("invalid_change", e.to_string()))?;
+    let Some(first) = changes.first() else {
+        return Err(JsCodedError::new("invalid_change", "no changes given").into());
+    };
+    let id = first.id.clone();
+    let mut state = RecordState::default();
+    let mut conflicts = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        c.validate()
+            .map_err(|e| JsCodedError::new(e.code(), format!("change {i}: {e}")))?;
+        if c.id != id {
+            return Err(JsCodedError::new("invalid_change", format!("change {i} is of another record")).into());
+        }
+        let (next, found) = apply(state, c).map_err(JsCodedError::from)?;
+        state = next;
+        conflicts.extend(found);
+    }
+    let out = MergeResult {
+        record: state.to_record(&id),
+        field_meta: state.field_meta(),
+        conflicts,
+    };
+    out.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsCodedError::new("internal", e.to_string()).into())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MergeResult {
+    record: serde_json::Map<String, serde_json::Value>,
+    field_meta: serde_json::Map<String, serde_json::Value>,
+    conflicts: Vec<crate::protocol::Conflict>,
+}

@@ -3,7 +3,7 @@
 
 use mana_sync::web::{merge_changes, HybridClock};
 use serde_json::json;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);

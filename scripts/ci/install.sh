@@ -26,9 +26,18 @@ step "wasm32 target" \
   "rustup target list --installed | grep -qx wasm32-unknown-unknown" \
   "rustup target add wasm32-unknown-unknown"
 
-step "chromium + chromedriver" \
-  "command -v chromium && command -v chromedriver" \
-  "$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver"
+apt_install() { # quiet on success, the whole log on failure
+  local log
+  log=$(mktemp)
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"; } >"$log" 2>&1; then
+    cat "$log"; return 1
+  fi
+  rm -f "$log"
+}
+
+step "chromium + chromedriver + unzip" \
+  "command -v chromium && command -v chromedriver && command -v unzip" \
+  "apt_install chromium chromium-driver unzip"
 
 step "wasm-pack $WASM_PACK_VERSION" \
   "wasm-pack --version | grep -q ' $WASM_PACK_VERSION'" \

@@ -4,6 +4,7 @@
 //! the sync server; `web` adapts it to the browser and exists only on `wasm32`.
 
 pub mod clock;
+pub mod crypto;
 pub mod merge;
 pub mod protocol;
 

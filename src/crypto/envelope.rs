@@ -1,0 +1,99 @@
+//! `enc:1:` + base64url(nonce 12 ‖ AES-256-GCM ciphertext ‖ tag 16) of a field's JSON value,
+//! with associated data `collection/id/field` so a ciphertext can't move to another field.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::Value;
+
+use super::CryptoError;
+
+pub const ENVELOPE_PREFIX: &str = "enc:1:";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Whether a stored value is an envelope.
+pub fn is_encrypted(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s.starts_with(ENVELOPE_PREFIX))
+}
+
+/// An initialised AES-256-GCM instance: the key schedule is computed once and reused for
+/// every field (it is zeroized on drop by the `zeroize` feature).
+#[derive(Clone)]
+pub struct FieldCipher {
+    aead: Aes256Gcm,
+}
+
+impl FieldCipher {
+    pub fn new(key: &[u8; 32]) -> FieldCipher {
+        FieldCipher {
+            aead: Aes256Gcm::new(key.into()),
+        }
+    }
+
+    fn aad(collection: &str, id: &str, field: &str) -> Vec<u8> {
+        format!("{collection}/{id}/{field}").into_bytes()
+    }
+
+    /// Seals one field value under the given nonce (which must never repeat for this key).
+    pub fn encrypt(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        value: &Value,
+        nonce: [u8; NONCE_LEN],
+    ) -> String {
+        let mut buf = serde_json::to_vec(value).expect("a JSON value always serialises");
+        self.aead
+            .encrypt_in_place(
+                &Nonce::from(nonce),
+                &Self::aad(collection, id, field),
+                &mut buf,
+            )
+            .expect("field values are far below the AES-GCM length limit");
+        let mut raw = Vec::with_capacity(NONCE_LEN + buf.len());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&buf);
+        let mut out = String::with_capacity(ENVELOPE_PREFIX.len() + raw.len() * 4 / 3 + 4);
+        out.push_str(ENVELOPE_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&raw, &mut out);
+        out
+    }
+
+    /// Opens a stored value. Values that are not envelopes pass through unchanged.
+    pub fn decrypt(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        value: &Value,
+    ) -> Result<Value, CryptoError> {
+        let Value::String(s) = value else {
+            return Ok(value.clone());
+        };
+        let Some(b64) = s.strip_prefix(ENVELOPE_PREFIX) else {
+            return Ok(value.clone());
+        };
+        let fail = || CryptoError::DecryptFailed(format!("{collection}/{id}/{field}"));
+        let raw = URL_SAFE_NO_PAD
+            .decode(b64)
+            .or_else(|_| URL_SAFE.decode(b64))
+            .map_err(|_| fail())?;
+        if raw.len() < NONCE_LEN + TAG_LEN {
+            return Err(fail());
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let mut buf = ct.to_vec();
+        self.aead
+            .decrypt_in_place(
+                &Nonce::from(nonce),
+                &Self::aad(collection, id, field),
+                &mut buf,
+            )
+            .map_err(|_| fail())?;
+        serde_json::from_slice(&buf).map_err(|_| fail())
+    }
+}

@@ -7,6 +7,8 @@ pub mod clock;
 pub mod crypto;
 pub mod merge;
 pub mod protocol;
+pub mod records;
+pub mod schema;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -16,7 +16,9 @@ pub use vault::{key_check, Vault, VAULT_KEY_LEN};
 pub enum CryptoError {
     #[error("the vault is locked: unlock it before reading or writing encrypted fields")]
     VaultLocked,
-    #[error("{0}: value does not decrypt under the current vault key (wrong key, tampered or moved)")]
+    #[error(
+        "{0}: value does not decrypt under the current vault key (wrong key, tampered or moved)"
+    )]
     DecryptFailed(String),
     #[error("a vault key is {VAULT_KEY_LEN} bytes, got {0}")]
     InvalidKey(usize),

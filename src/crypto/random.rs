@@ -24,7 +24,8 @@ impl RandomPool {
         let mut written = 0;
         while written < out.len() {
             if self.pos == CHUNK {
-                getrandom::fill(&mut self.buf[..]).map_err(|e| CryptoError::Random(e.to_string()))?;
+                getrandom::fill(&mut self.buf[..])
+                    .map_err(|e| CryptoError::Random(e.to_string()))?;
                 self.pos = 0;
             }
             let n = (out.len() - written).min(CHUNK - self.pos);

@@ -44,6 +44,8 @@ impl EncryptionRegistry {
     }
 
     pub fn is_encrypted_field(&self, collection: &str, field: &str) -> bool {
-        self.fields.get(collection).is_some_and(|f| f.contains(field))
+        self.fields
+            .get(collection)
+            .is_some_and(|f| f.contains(field))
     }
 }

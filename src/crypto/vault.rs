@@ -12,7 +12,8 @@ pub const VAULT_KEY_LEN: usize = 32;
 /// HMAC-SHA256(key, "mana-vault/key-check"). Stored so a later unlock with another key is
 /// refused up front instead of failing on every read.
 pub fn key_check(key: &[u8; VAULT_KEY_LEN]) -> [u8; 16] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(b"mana-vault/key-check");
     let tag = mac.finalize().into_bytes();
     tag[..16].try_into().expect("HMAC-SHA256 has 32 bytes")
@@ -27,7 +28,11 @@ pub struct Vault {
 impl Vault {
     /// Unlocks with `key`. When `expected_check` is given (the store was unlocked before), a
     /// different key is refused.
-    pub fn unlock(&mut self, key: &[u8], expected_check: Option<&[u8]>) -> Result<[u8; 16], CryptoError> {
+    pub fn unlock(
+        &mut self,
+        key: &[u8],
+        expected_check: Option<&[u8]>,
+    ) -> Result<[u8; 16], CryptoError> {
         let key: Zeroizing<[u8; VAULT_KEY_LEN]> = Zeroizing::new(
             key.try_into()
                 .map_err(|_| CryptoError::InvalidKey(key.len()))?,

@@ -1,0 +1,351 @@
+//! Local writes and reads of records (DESIGN §4, §5), in pure Rust: stamping `__fieldMeta`,
+//! the space and the actor, encrypting registered fields, and building the pending change
+//! that must commit together with the record. The browser layer only moves the results in
+//! and out of IndexedDB.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::clock::{Clock, ClockError, Hlc};
+use crate::crypto::{
+    is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
+};
+use crate::protocol::{
+    Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
+};
+use crate::schema::StoreConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("unknown collection {0:?}")]
+    UnknownCollection(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("{collection}/{id} not found")]
+    NotFound { collection: String, id: String },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+}
+
+impl RecordError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecordError::UnknownCollection(_) => "unknown_collection",
+            RecordError::InvalidRecord(_) => "invalid_record",
+            RecordError::NotFound { .. } => "not_found",
+            RecordError::Crypto(e) => e.code(),
+            RecordError::Clock(e) => e.code(),
+        }
+    }
+}
+
+/// A record as it goes to IndexedDB, and the change that goes to the pending queue with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedWrite {
+    pub stored: Map<String, Value>,
+    pub change: Change,
+}
+
+/// Everything a local write needs besides the record itself.
+pub struct Writer<'a> {
+    pub config: &'a StoreConfig,
+    pub registry: &'a EncryptionRegistry,
+    /// `None` while the vault is locked.
+    pub cipher: Option<&'a FieldCipher>,
+    pub clock: &'a mut Clock,
+    pub random: &'a mut RandomPool,
+    pub wall_millis: u64,
+    pub actor: Option<&'a Value>,
+}
+
+impl Writer<'_> {
+    /// Fails early, before anything is prepared, when the collection is unknown or when it
+    /// has encrypted fields and the vault is locked.
+    pub fn check_collection(&self, collection: &str) -> Result<(), RecordError> {
+        if self.config.collection(collection).is_none() {
+            return Err(RecordError::UnknownCollection(collection.into()));
+        }
+        Ok(())
+    }
+
+    fn event_id(&mut self) -> Result<String, RecordError> {
+        let rand: [u8; 10] = self.random.array()?;
+        Ok(
+            uuid::Builder::from_unix_timestamp_millis(self.wall_millis, &rand)
+                .into_uuid()
+                .to_string(),
+        )
+    }
+
+    fn base_change(
+        &mut self,
+        collection: &str,
+        id: &str,
+        op: Op,
+        space: Option<&str>,
+    ) -> Result<Change, RecordError> {
+        Ok(Change {
+            event_id: self.event_id()?,
+            table: collection.into(),
+            id: id.into(),
+            op,
+            data: None,
+            fields: None,
+            deleted_at: None,
+            updated_at: None,
+            schema_version: Some(self.config.schema_version),
+            actor: self.actor.cloned(),
+            space_id: space.map(str::to_owned),
+            seq: None,
+        })
+    }
+
+    fn meta_entry(&self, at: Hlc) -> Value {
+        let mut m = Map::with_capacity(2);
+        m.insert("at".into(), Value::String(at.to_string()));
+        if let Some(a) = self.actor {
+            m.insert("actor".into(), a.clone());
+        }
+        Value::Object(m)
+    }
+
+    /// Encrypts the value of `field` when the collection registers it and the record lives
+    /// in the user's own space. Locked vault → `vault_locked`, never silent plaintext.
+    fn seal(
+        &mut self,
+        collection: &str,
+        id: &str,
+        space: Option<&str>,
+        field: &str,
+        value: &Value,
+    ) -> Result<Value, RecordError> {
+        if is_shared_space(space)
+            || !self.registry.is_encrypted_field(collection, field)
+            || value.is_null()
+        {
+            return Ok(value.clone());
+        }
+        let cipher = self.cipher.ok_or(CryptoError::VaultLocked)?;
+        let nonce: [u8; 12] = self.random.array()?;
+        Ok(Value::String(
+            cipher.encrypt(collection, id, field, value, nonce),
+        ))
+    }
+
+    /// A whole-record write (`put`): every field gets the same new timestamp. The change is
+    /// an `insert` carrying the whole (encrypted) record.
+    pub fn put(&mut self, collection: &str, record: Value) -> Result<PreparedWrite, RecordError> {
+        self.check_collection(collection)?;
+        let Value::Object(mut record) = record else {
+            return Err(RecordError::InvalidRecord(
+                "a record must be an object".into(),
+            ));
+        };
+        let id = match record.get(FIELD_ID) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(RecordError::InvalidRecord(
+                    "a record needs a non-empty string id".into(),
+                ))
+            }
+        };
+        record.remove(FIELD_META);
+        let space = match record.get(FIELD_SPACE_ID) {
+            None | Some(Value::Null) => self.config.personal_space(),
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => {
+                return Err(RecordError::InvalidRecord(format!(
+                    "{id}: spaceId must be a string"
+                )))
+            }
+        };
+        record.insert(FIELD_SPACE_ID.into(), Value::String(space.clone()));
+        if self.registry.has_encrypted_fields(collection)
+            && !is_shared_space(Some(&space))
+            && self.cipher.is_none()
+        {
+            return Err(CryptoError::VaultLocked.into());
+        }
+        let at = self.clock.now(self.wall_millis)?;
+        let mut meta = Map::with_capacity(record.len());
+        let fields: Vec<String> = record.keys().filter(|k| *k != FIELD_ID).cloned().collect();
+        for field in fields {
+            let sealed = self.seal(collection, &id, Some(&space), &field, &record[&field])?;
+            record.insert(field.clone(), sealed);
+            meta.insert(field, self.meta_entry(at));
+        }
+        let mut change = self.base_change(collection, &id, Op::Insert, Some(&space))?;
+        change.updated_at = Some(at.to_string());
+        change.data = Some(record.clone());
+        record.insert(FIELD_META.into(), Value::Object(meta));
+        Ok(PreparedWrite {
+            stored: record,
+            change,
+        })
+    }
+
+    /// A field patch (`update`) of a stored record. Only the patched fields get a new
+    /// timestamp and go into the change.
+    pub fn update(
+        &mut self,
+        collection: &str,
+        stored: Option<Value>,
+        id: &str,
+        patch: Value,
+    ) -> Result<PreparedWrite, RecordError> {
+        self.check_collection(collection)?;
+        let Value::Object(patch) = patch else {
+            return Err(RecordError::InvalidRecord(
+                "a patch must be an object".into(),
+            ));
+        };
+        let Some(Value::Object(mut record)) = stored else {
+            return Err(RecordError::NotFound {
+                collection: collection.into(),
+                id: id.into(),
+            });
+        };
+        let space = record
+            .get(FIELD_SPACE_ID)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for (field, value) in &patch {
+            match field.as_str() {
+                FIELD_META => {
+                    return Err(RecordError::InvalidRecord(format!(
+                        "{FIELD_META} is reserved"
+                    )))
+                }
+                FIELD_ID if value.as_str() != Some(id) => {
+                    return Err(RecordError::InvalidRecord("id can't be changed".into()))
+                }
+                FIELD_SPACE_ID if value.as_str() != space.as_deref() => {
+                    return Err(RecordError::InvalidRecord(
+                        "spaceId is immutable after insert".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let at = self.clock.now(self.wall_millis)?;
+        let mut meta = match record.remove(FIELD_META) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let mut fields = BTreeMap::new();
+        for (field, value) in patch {
+            if field == FIELD_ID || field == FIELD_SPACE_ID {
+                continue;
+            }
+            let sealed = self.seal(collection, id, space.as_deref(), &field, &value)?;
+            fields.insert(
+                field.clone(),
+                FieldChange {
+                    value: sealed.clone(),
+                    updated_at: at.to_string(),
+                },
+            );
+            record.insert(field.clone(), sealed);
+            meta.insert(field, self.meta_entry(at));
+        }
+        if fields.is_empty() {
+            return Err(RecordError::InvalidRecord(
+                "the patch changes no field".into(),
+            ));
+        }
+        let mut change = self.base_change(collection, id, Op::Update, space.as_deref())?;
+        change.fields = Some(fields);
+        record.insert(FIELD_META.into(), Value::Object(meta));
+        Ok(PreparedWrite {
+            stored: record,
+            change,
+        })
+    }
+
+    /// A soft delete: the tombstone `deletedAt` is set and synced; the record stays.
+    pub fn delete(
+        &mut self,
+        collection: &str,
+        stored: Option<Value>,
+        id: &str,
+    ) -> Result<PreparedWrite, RecordError> {
+        self.check_collection(collection)?;
+        let Some(Value::Object(mut record)) = stored else {
+            return Err(RecordError::NotFound {
+                collection: collection.into(),
+                id: id.into(),
+            });
+        };
+        let space = record
+            .get(FIELD_SPACE_ID)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let at = self.clock.now(self.wall_millis)?;
+        record.insert(FIELD_DELETED_AT.into(), Value::String(at.to_string()));
+        let entry = self.meta_entry(at);
+        if let Some(Value::Object(meta)) = record.get_mut(FIELD_META) {
+            meta.insert(FIELD_DELETED_AT.into(), entry);
+        } else {
+            let mut meta = Map::new();
+            meta.insert(FIELD_DELETED_AT.into(), entry);
+            record.insert(FIELD_META.into(), Value::Object(meta));
+        }
+        let mut change = self.base_change(collection, id, Op::Delete, space.as_deref())?;
+        change.deleted_at = Some(at.to_string());
+        Ok(PreparedWrite {
+            stored: record,
+            change,
+        })
+    }
+}
+
+/// Turns a stored record into what the app sees: encrypted fields decrypted, `__fieldMeta`
+/// removed. Reading an encrypted value while locked → `vault_locked`; a value that does not
+/// decrypt → `decrypt_failed`.
+pub fn read(
+    registry: &EncryptionRegistry,
+    cipher: Option<&FieldCipher>,
+    collection: &str,
+    stored: Value,
+) -> Result<Map<String, Value>, RecordError> {
+    let Value::Object(mut record) = stored else {
+        return Err(RecordError::InvalidRecord(
+            "stored record is not an object".into(),
+        ));
+    };
+    record.remove(FIELD_META);
+    open_fields(registry, cipher, collection, &mut record)?;
+    Ok(record)
+}
+
+/// Decrypts, in place, the registered fields of a record (other fields are left alone).
+pub fn open_fields(
+    registry: &EncryptionRegistry,
+    cipher: Option<&FieldCipher>,
+    collection: &str,
+    record: &mut Map<String, Value>,
+) -> Result<(), RecordError> {
+    let id = record
+        .get(FIELD_ID)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    for field in registry.fields(collection) {
+        if let Some(v) = record.get_mut(field) {
+            if is_encrypted(v) {
+                let cipher = cipher.ok_or(CryptoError::VaultLocked)?;
+                *v = cipher.decrypt(collection, &id, field, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stored record is a tombstone.
+pub fn is_deleted(record: &Map<String, Value>) -> bool {
+    matches!(record.get(FIELD_DELETED_AT), Some(v) if !v.is_null())
+}

@@ -1,0 +1,232 @@
+//! Local write preparation: stamping, encryption, pending changes and coded refusals.
+#![cfg(not(target_arch = "wasm32"))]
+
+use mana_sync::clock::Clock;
+use mana_sync::crypto::{FieldCipher, RandomPool};
+use mana_sync::protocol::Op;
+use mana_sync::records::{read, Writer};
+use mana_sync::schema::StoreConfig;
+use serde_json::{json, Value};
+
+fn config() -> StoreConfig {
+    serde_json::from_value(
+        json!({"name": "t", "userId": "u1", "apps": {"notes": {"collections": {
+            "notes": {"indexes": ["updatedAt"], "encrypted": ["title", "content"]},
+            "tags": {}
+        }}}}),
+    )
+    .unwrap()
+}
+
+struct Env {
+    cfg: StoreConfig,
+    clock: Clock,
+    random: RandomPool,
+    cipher: FieldCipher,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            cfg: config(),
+            clock: Clock::new(1),
+            random: RandomPool::default(),
+            cipher: FieldCipher::new(&[3; 32]),
+        }
+    }
+    fn run<T>(&mut self, locked: bool, f: impl FnOnce(&mut Writer) -> T) -> T {
+        let registry = self.cfg.registry();
+        let mut w = Writer {
+            config: &self.cfg,
+            registry: &registry,
+            cipher: if locked { None } else { Some(&self.cipher) },
+            clock: &mut self.clock,
+            random: &mut self.random,
+            wall_millis: 1_795_600_800_000,
+            actor: None,
+        };
+        f(&mut w)
+    }
+}
+
+#[test]
+fn put_stamps_space_meta_encrypts_and_builds_an_insert() {
+    let mut env = Env::new();
+    let p = env
+        .run(false, |w| {
+            w.put(
+                "notes",
+                json!({"id": "n1", "title": "secret", "updatedAt": 5}),
+            )
+        })
+        .unwrap();
+    assert!(p.stored["title"].as_str().unwrap().starts_with("enc:1:"));
+    assert_eq!(p.stored["updatedAt"], json!(5));
+    assert_eq!(p.stored["spaceId"], json!("_personal:u1"));
+    assert!(p.stored["__fieldMeta"]["title"]["at"].is_string());
+    assert_eq!(p.change.op, Op::Insert);
+    p.change.validate().unwrap();
+    let data = p.change.data.as_ref().unwrap();
+    assert!(data.get("__fieldMeta").is_none());
+    assert_eq!(
+        data["title"], p.stored["title"],
+        "the server gets ciphertext"
+    );
+    let back = read(
+        &env.cfg.registry(),
+        Some(&env.cipher),
+        "notes",
+        Value::Object(p.stored),
+    )
+    .unwrap();
+    assert_eq!(
+        back,
+        json!({"id": "n1", "title": "secret", "updatedAt": 5, "spaceId": "_personal:u1"})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
+}
+
+#[test]
+fn locked_vault_refuses_writes_and_reads_of_encrypted_collections() {
+    let mut env = Env::new();
+    let err = env
+        .run(true, |w| w.put("notes", json!({"id": "n1", "title": "x"})))
+        .unwrap_err();
+    assert_eq!(err.code(), "vault_locked");
+    // A collection without encrypted fields and a shared-space record are fine while locked.
+    env.run(true, |w| w.put("tags", json!({"id": "t1", "name": "x"})))
+        .unwrap();
+    let shared = env
+        .run(true, |w| {
+            w.put(
+                "notes",
+                json!({"id": "n2", "title": "team", "spaceId": "space-9"}),
+            )
+        })
+        .unwrap();
+    assert_eq!(shared.stored["title"], json!("team"));
+    let sealed = env
+        .run(false, |w| w.put("notes", json!({"id": "n3", "title": "x"})))
+        .unwrap();
+    let err = read(
+        &env.cfg.registry(),
+        None,
+        "notes",
+        Value::Object(sealed.stored),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "vault_locked");
+}
+
+#[test]
+fn update_sends_only_the_patched_fields_and_delete_a_tombstone() {
+    let mut env = Env::new();
+    let p = env
+        .run(false, |w| {
+            w.put("notes", json!({"id": "n1", "title": "a", "body": "b"}))
+        })
+        .unwrap();
+    let u = env
+        .run(false, |w| {
+            w.update(
+                "notes",
+                Some(Value::Object(p.stored.clone())),
+                "n1",
+                json!({"body": "c"}),
+            )
+        })
+        .unwrap();
+    let fields = u.change.fields.as_ref().unwrap();
+    assert_eq!(fields.keys().collect::<Vec<_>>(), vec!["body"]);
+    assert!(
+        u.stored["__fieldMeta"]["body"]["at"].as_str()
+            > p.stored["__fieldMeta"]["body"]["at"].as_str()
+    );
+    assert_eq!(u.stored["title"], p.stored["title"]);
+    let d = env
+        .run(false, |w| {
+            w.delete("notes", Some(Value::Object(u.stored.clone())), "n1")
+        })
+        .unwrap();
+    assert_eq!(d.change.op, Op::Delete);
+    assert!(d.stored["deletedAt"].is_string());
+    d.change.validate().unwrap();
+}
+
+#[test]
+fn bad_input_gets_coded_errors() {
+    let mut env = Env::new();
+    let cases = vec![
+        (
+            "unknown_collection",
+            env.run(false, |w| w.put("nope", json!({"id": "1"})))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "invalid_record",
+            env.run(false, |w| w.put("notes", json!([1])))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "invalid_record",
+            env.run(false, |w| w.put("notes", json!({"title": "x"})))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "invalid_record",
+            env.run(false, |w| w.put("notes", json!({"id": 7})))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "not_found",
+            env.run(false, |w| w.update("notes", None, "x", json!({"a": 1})))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "not_found",
+            env.run(false, |w| w.delete("notes", None, "x"))
+                .unwrap_err()
+                .code(),
+        ),
+    ];
+    for (want, got) in cases {
+        assert_eq!(want, got);
+    }
+    let p = env
+        .run(false, |w| w.put("notes", json!({"id": "n1"})))
+        .unwrap();
+    let err = env
+        .run(false, |w| {
+            w.update(
+                "notes",
+                Some(Value::Object(p.stored)),
+                "n1",
+                json!({"spaceId": "other"}),
+            )
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_record");
+}
+
+#[test]
+fn config_validation() {
+    let bad = [
+        json!({"name": "", "userId": "u"}),
+        json!({"name": "n", "userId": ""}),
+        json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"_meta": {}}}}}),
+        json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"x": {}}}, "b": {"collections": {"x": {}}}}}),
+        json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"x": {"indexes": ["t"], "encrypted": ["t"]}}}}}),
+    ];
+    for b in bad {
+        let c: StoreConfig = serde_json::from_value(b.clone()).unwrap();
+        assert_eq!(c.validate().unwrap_err().code(), "invalid_config", "{b}");
+    }
+    config().validate().unwrap();
+}

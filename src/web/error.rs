@@ -37,4 +37,25 @@ macro_rules! coded_from {
         }
     )*};
 }
-coded_from!(crate::protocol::ProtocolError, crate::clock::ClockError);
+coded_from!(
+    crate::protocol::ProtocolError,
+    crate::clock::ClockError,
+    crate::crypto::CryptoError,
+    crate::records::RecordError,
+    crate::schema::ConfigError
+);
+
+impl From<rexie::Error> for JsCodedError {
+    fn from(e: rexie::Error) -> Self {
+        let detail = match &e {
+            rexie::Error::IdbError(inner) => inner.to_string(),
+            other => other.to_string(),
+        };
+        let code = if detail.contains("QuotaExceeded") {
+            "quota_exceeded"
+        } else {
+            "storage"
+        };
+        JsCodedError::new(code, format!("IndexedDB: {detail}"))
+    }
+}

@@ -24,11 +24,18 @@ impl HybridClock {
     #[wasm_bindgen(unchecked_return_type = "Hlc")]
     pub fn now(&mut self) -> Result<String, JsValue> {
         let wall = js_sys::Date::now() as u64;
-        Ok(self.inner.now(wall).map_err(JsCodedError::from)?.to_string())
+        Ok(self
+            .inner
+            .now(wall)
+            .map_err(JsCodedError::from)?
+            .to_string())
     }
 
     /// Takes a remote timestamp into account. Throws `invalid_timestamp` for a malformed one.
-    pub fn observe(&mut self, #[wasm_bindgen(unchecked_param_type = "Hlc")] remote: &str) -> Result<(), JsValue> {
+    pub fn observe(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Hlc")] remote: &str,
+    ) -> Result<(), JsValue> {
         let hlc = Hlc::parse(remote).map_err(JsCodedError::from)?;
         self.inner.observe(&hlc);
         Ok(())

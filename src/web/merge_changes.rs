@@ -25,7 +25,11 @@ pub fn merge_changes(
         c.validate()
             .map_err(|e| JsCodedError::new(e.code(), format!("change {i}: {e}")))?;
         if c.id != id {
-            return Err(JsCodedError::new("invalid_change", format!("change {i} is of another record")).into());
+            return Err(JsCodedError::new(
+                "invalid_change",
+                format!("change {i} is of another record"),
+            )
+            .into());
         }
         let (next, found) = apply(state, c).map_err(JsCodedError::from)?;
         state = next;

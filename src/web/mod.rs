@@ -1,11 +1,18 @@
 //! Browser adapters and the `#[wasm_bindgen]` API. Thin by design: logic lives in the pure
-//! modules; this layer converts between JS values and Rust types.
+//! modules; this layer moves values between JS, IndexedDB and Rust. One file per JS class.
 
 mod error;
 mod hybrid_clock;
+mod idb;
+mod json;
+mod live_query;
 mod merge_changes;
+mod query;
+mod store;
 mod types;
 
 pub use error::JsCodedError;
 pub use hybrid_clock::HybridClock;
+pub use live_query::LiveQuery;
 pub use merge_changes::merge_changes;
+pub use store::ManaStore;

@@ -34,6 +34,35 @@ export interface MergeResult {
   fieldMeta: Record<string, FieldMeta>;
   conflicts: Conflict[];
 }
+/** A record: a JSON object with a string `id`. `spaceId` and `deletedAt` are reserved. */
+export type ManaRecord = { id: string; spaceId?: string; deletedAt?: Hlc | null; [field: string]: unknown };
+export interface CollectionConfig {
+  /** Fields to index (each index is named after its field). Indexed fields stay plaintext. */
+  indexes?: string[];
+  /** Fields sealed with the vault key (AES-256-GCM) in the user's own space. */
+  encrypted?: string[];
+}
+export interface AppConfig { collections: Record<string, CollectionConfig> }
+export interface StoreConfig {
+  /** IndexedDB database name. */
+  name: string;
+  userId: string;
+  apps: Record<string, AppConfig>;
+  /** Stamped on every change (default 1). */
+  schemaVersion?: number;
+}
+export interface KeyBounds { lower?: unknown; upper?: unknown; lowerOpen?: boolean; upperOpen?: boolean }
+export interface ListQuery {
+  /** Read through this index (a field name); absent = by id. */
+  index?: string;
+  equals?: unknown;
+  range?: KeyBounds;
+  /** Tombstones are hidden unless set. */
+  includeDeleted?: boolean;
+  limit?: number;
+  reverse?: boolean;
+}
+export interface WriteOptions { actor?: Actor }
 /** Every error thrown by mana-sync is an `Error` with a stable machine-readable code. */
 export interface ManaError extends Error { code: string }
 "#;

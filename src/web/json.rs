@@ -1,0 +1,29 @@
+//! Values cross the boundary as JSON text: one `JSON.stringify` / `JSON.parse` per call (or
+//! per batch) is far cheaper than walking objects property by property from wasm.
+
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+
+use super::error::JsCodedError;
+
+/// JS value → Rust, via `JSON.stringify` + serde_json. `code` names what was malformed.
+pub fn from_js<T: DeserializeOwned>(v: &JsValue, code: &'static str) -> Result<T, JsCodedError> {
+    let text = js_sys::JSON::stringify(v).map_err(|_| {
+        JsCodedError::new(code, "value is not JSON-serialisable (cycle or BigInt?)")
+    })?;
+    let text = text
+        .as_string()
+        .ok_or_else(|| JsCodedError::new(code, "value is undefined or a function"))?;
+    serde_json::from_str(&text).map_err(|e| JsCodedError::new(code, e.to_string()))
+}
+
+/// Rust → JS value, via serde_json + `JSON.parse`.
+pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue, JsCodedError> {
+    let text =
+        serde_json::to_string(v).map_err(|e| JsCodedError::new("internal", e.to_string()))?;
+    parse(&text)
+}
+
+pub fn parse(text: &str) -> Result<JsValue, JsCodedError> {
+    js_sys::JSON::parse(text).map_err(|_| JsCodedError::new("internal", "JSON.parse failed"))
+}

@@ -1,0 +1,547 @@
+//! `ManaStore`: the IndexedDB-backed local store exposed to JS (DESIGN §4, §7).
+//!
+//! Every write runs in one readwrite transaction over the collection, `_pendingChanges` and
+//! `_meta`: the records, one pending row for the whole batch and the clock state commit
+//! together or not at all. Requests inside the transaction are fired without awaiting each.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rexie::{Rexie, TransactionMode};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::error::JsCodedError;
+use super::idb::{self, META, PENDING};
+use super::json::{from_js, parse, to_js};
+use super::live_query::{Listeners, LiveQuery};
+use super::query::ListQuery;
+use crate::clock::{node_id_from_client_id, Clock, Hlc};
+use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
+use crate::records::{self, PreparedWrite, Writer};
+use crate::schema::StoreConfig;
+
+pub(crate) struct StoreInner {
+    pub db: RefCell<Option<Rc<Rexie>>>,
+    pub config: StoreConfig,
+    pub registry: EncryptionRegistry,
+    pub vault: RefCell<Vault>,
+    pub vault_check: RefCell<Option<Vec<u8>>>,
+    pub clock: RefCell<Clock>,
+    pub random: RefCell<RandomPool>,
+    pub client_id: String,
+    pub listeners: Listeners,
+    /// Test hook: make the next write's transaction abort after its puts were issued.
+    pub fail_next_commit: RefCell<bool>,
+}
+
+type JsResult<T> = Result<T, JsCodedError>;
+
+impl StoreInner {
+    /// The open database (a cheap handle clone, so no borrow is held across awaits).
+    pub fn db(&self) -> JsResult<Rc<Rexie>> {
+        self.db
+            .borrow()
+            .clone()
+            .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
+    }
+
+    fn check_collection(&self, collection: &str) -> JsResult<()> {
+        if self.config.collection(collection).is_none() {
+            return Err(JsCodedError::new(
+                "unknown_collection",
+                format!("unknown collection {collection:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Prepares writes with the store's clock, vault and random pool. Nothing is written if
+    /// any record fails.
+    fn prepare<T>(
+        &self,
+        actor: Option<&Value>,
+        f: impl FnOnce(&mut Writer) -> Result<T, crate::records::RecordError>,
+    ) -> JsResult<T> {
+        let vault = self.vault.borrow();
+        let mut clock = self.clock.borrow_mut();
+        let mut random = self.random.borrow_mut();
+        let mut writer = Writer {
+            config: &self.config,
+            registry: &self.registry,
+            cipher: vault.cipher().ok(),
+            clock: &mut clock,
+            random: &mut random,
+            wall_millis: js_sys::Date::now() as u64,
+            actor,
+        };
+        Ok(f(&mut writer)?)
+    }
+
+    /// Commits prepared writes of one collection with their pending row, in one transaction.
+    async fn commit(&self, collection: &str, writes: Vec<PreparedWrite>) -> JsResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (stored, changes): (Vec<_>, Vec<_>) =
+            writes.into_iter().map(|w| (w.stored, w.change)).unzip();
+        let stored = parse(&serde_json::to_string(&stored).map_err(internal)?)?;
+        let pending_row = to_js(&json!({
+            "count": changes.len(),
+            "createdAt": js_sys::Date::now(),
+            "changes": changes,
+        }))?;
+        let clock_row =
+            to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?;
+        let db = self.db()?;
+        let tx = db.transaction(&[collection, PENDING, META], TransactionMode::ReadWrite)?;
+        let records_store = tx.store(collection)?;
+        let records_iter = js_sys::Array::from(&stored).into_iter().map(|v| (v, None));
+        // put_all issues every request, then awaits only the last one.
+        let puts = records_store.put_all(records_iter);
+        let pending = tx.store(PENDING)?;
+        let meta = tx.store(META)?;
+        let pending_add = pending.add(&pending_row, None);
+        let clock_put = meta.put(&clock_row, None);
+        let fail = self.fail_next_commit.replace(false);
+        let failing = async {
+            if fail {
+                // Adding an existing key is a ConstraintError, which aborts the transaction.
+                meta.add(&clock_row, None).await.map(|_| ())
+            } else {
+                Ok(())
+            }
+        };
+        let (a, b, c, d) = futures::join!(puts, pending_add, clock_put, failing);
+        let issued = a.and(b.map(|_| ())).and(c.map(|_| ())).and(d);
+        let done = tx.done().await;
+        issued?;
+        if !done?.is_committed() {
+            return Err(JsCodedError::new(
+                "storage",
+                "IndexedDB transaction aborted",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn get_stored(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
+        let db = self.db()?;
+        let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
+        let v = tx.store(collection)?.get(JsValue::from_str(id)).await?;
+        drop(tx);
+        match v {
+            Some(v) if !v.is_undefined() => Ok(Some(from_js(&v, "internal")?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn put_many(
+        &self,
+        collection: &str,
+        records: Vec<Value>,
+        actor: Option<Value>,
+    ) -> JsResult<()> {
+        self.check_collection(collection)?;
+        let writes = self.prepare(actor.as_ref(), |w| {
+            records
+                .into_iter()
+                .map(|r| w.put(collection, r))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        self.commit(collection, writes).await?;
+        self.listeners.notify(collection);
+        Ok(())
+    }
+
+    /// Reads the record, applies `f` and commits; concurrent writers are serialised by the
+    /// clock (every write gets a later timestamp) and field-level merge on sync.
+    async fn modify(
+        &self,
+        collection: &str,
+        id: &str,
+        actor: Option<Value>,
+        f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, crate::records::RecordError>,
+    ) -> JsResult<()> {
+        self.check_collection(collection)?;
+        let stored = self.get_stored(collection, id).await?;
+        let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
+        self.commit(collection, vec![write]).await?;
+        self.listeners.notify(collection);
+        Ok(())
+    }
+
+    pub async fn get(&self, collection: &str, id: &str) -> JsResult<JsValue> {
+        self.check_collection(collection)?;
+        let Some(stored) = self.get_stored(collection, id).await? else {
+            return Ok(JsValue::UNDEFINED);
+        };
+        let vault = self.vault.borrow();
+        let record = records::read(&self.registry, vault.cipher().ok(), collection, stored)?;
+        to_js(&record)
+    }
+
+    /// Runs a query and returns the result as JSON text (live queries compare the text).
+    pub async fn list_json(&self, collection: &str, query: &ListQuery) -> JsResult<String> {
+        self.check_collection(collection)?;
+        let range = query.key_range()?;
+        // Tombstones are filtered after the read, so the limit can only go to IndexedDB when
+        // they are included.
+        let idb_limit = if query.include_deleted {
+            query.limit
+        } else {
+            None
+        };
+        let rows = {
+            let db = self.db()?;
+            let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
+            let store = tx.store(collection)?;
+            match &query.index {
+                Some(index) => {
+                    let idx = store.index(index).map_err(|_| {
+                        JsCodedError::new(
+                            "unknown_index",
+                            format!("{collection} has no index {index:?}"),
+                        )
+                    })?;
+                    idx.get_all(range, idb_limit).await?
+                }
+                None => store.get_all(range, idb_limit).await?,
+            }
+        };
+        let array: js_sys::Array = rows.into_iter().collect();
+        let mut rows: Vec<Value> = from_js(&array, "internal")?;
+        if query.reverse {
+            rows.reverse();
+        }
+        let vault = self.vault.borrow();
+        let cipher = vault.cipher().ok();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Value::Object(m) = &row {
+                if !query.include_deleted && records::is_deleted(m) {
+                    continue;
+                }
+            }
+            out.push(Value::Object(records::read(
+                &self.registry,
+                cipher,
+                collection,
+                row,
+            )?));
+            if query.limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
+        }
+        serde_json::to_string(&out).map_err(internal)
+    }
+
+    pub async fn pending_count(&self) -> JsResult<u32> {
+        let db = self.db()?;
+        let tx = db.transaction(&[PENDING], TransactionMode::ReadOnly)?;
+        let rows = tx.store(PENDING)?.get_all(None, None).await?;
+        let mut total = 0;
+        for row in rows {
+            let n = js_sys::Reflect::get(&row, &"count".into())
+                .ok()
+                .and_then(|v| v.as_f64());
+            total += n.unwrap_or(0.0) as u32;
+        }
+        Ok(total)
+    }
+
+    async fn put_meta(&self, key: &str, value: Value) -> JsResult<()> {
+        let row = to_js(&json!({"key": key, "value": value}))?;
+        let db = self.db()?;
+        let tx = db.transaction(&[META], TransactionMode::ReadWrite)?;
+        tx.store(META)?.put(&row, None).await?;
+        tx.done().await?;
+        Ok(())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> JsCodedError {
+    JsCodedError::new("internal", e.to_string())
+}
+
+async fn read_meta(db: &Rexie) -> JsResult<std::collections::HashMap<String, Value>> {
+    let tx = db.transaction(&[META], TransactionMode::ReadOnly)?;
+    let rows = tx.store(META)?.get_all(None, None).await?;
+    let array: js_sys::Array = rows.into_iter().collect();
+    let rows: Vec<Value> = from_js(&array, "internal")?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.get("key")?.as_str()?.to_string(), r.get("value")?.clone())))
+        .collect())
+}
+
+impl ManaStore {
+    /// Opens a store from an already parsed config (what `ManaStore.open` does after
+    /// parsing; Rust callers and tests use it directly).
+    pub async fn open_with(config: StoreConfig) -> Result<ManaStore, JsCodedError> {
+        config.validate()?;
+        let db = idb::open(&config).await?;
+        let meta = read_meta(&db).await?;
+        let client_id = match meta.get("clientId").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => {
+                let mut random = RandomPool::default();
+                let rand: [u8; 10] = random.array()?;
+                uuid::Builder::from_unix_timestamp_millis(js_sys::Date::now() as u64, &rand)
+                    .into_uuid()
+                    .to_string()
+            }
+        };
+        let node = node_id_from_client_id(&client_id);
+        let clock = match meta.get("clock").and_then(Value::as_str).map(Hlc::parse) {
+            Some(Ok(last)) => Clock::resume(node, last),
+            _ => Clock::new(node),
+        };
+        let vault_check = meta
+            .get("vaultKeyCheck")
+            .and_then(Value::as_str)
+            .and_then(|s| hex::decode(s).ok());
+        let inner = Rc::new(StoreInner {
+            db: RefCell::new(Some(Rc::new(db))),
+            registry: config.registry(),
+            config,
+            vault: RefCell::new(Vault::default()),
+            vault_check: RefCell::new(vault_check),
+            clock: RefCell::new(clock),
+            random: RefCell::new(RandomPool::default()),
+            client_id: client_id.clone(),
+            listeners: Listeners::default(),
+            fail_next_commit: RefCell::new(false),
+        });
+        if !meta.contains_key("clientId") {
+            inner.put_meta("clientId", Value::String(client_id)).await?;
+        }
+        Ok(ManaStore { inner })
+    }
+}
+
+/// The local store. Create with `await ManaStore.open(config)`.
+#[wasm_bindgen]
+pub struct ManaStore {
+    inner: Rc<StoreInner>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct WriteOptions {
+    #[serde(default)]
+    actor: Option<Value>,
+}
+
+fn options(v: &JsValue) -> JsResult<WriteOptions> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(WriteOptions::default());
+    }
+    from_js(v, "invalid_options")
+}
+
+fn promise<F, T>(f: F) -> js_sys::Promise
+where
+    F: std::future::Future<Output = JsResult<T>> + 'static,
+    T: Into<JsValue>,
+{
+    future_to_promise(async move { f.await.map(Into::into).map_err(Into::into) })
+}
+
+#[wasm_bindgen]
+impl ManaStore {
+    /// Opens (creating or upgrading) the store's IndexedDB database.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ManaStore>")]
+    pub fn open(
+        #[wasm_bindgen(unchecked_param_type = "StoreConfig")] config: JsValue,
+    ) -> js_sys::Promise {
+        promise(async move {
+            let config: StoreConfig = from_js(&config, "invalid_config")?;
+            ManaStore::open_with(config).await
+        })
+    }
+
+    /// 32 random bytes for a new vault key.
+    #[wasm_bindgen(js_name = generateVaultKey)]
+    pub fn generate_vault_key() -> Result<js_sys::Uint8Array, JsValue> {
+        let key: [u8; 32] = RandomPool::default().array().map_err(JsCodedError::from)?;
+        Ok(js_sys::Uint8Array::from(&key[..]))
+    }
+
+    /// This store's client id (stable across reloads).
+    #[wasm_bindgen(getter, js_name = clientId)]
+    pub fn client_id(&self) -> String {
+        self.inner.client_id.clone()
+    }
+
+    /// Unlocks the vault. The first key ever used is remembered (as a fingerprint, never the
+    /// key); a different key later is refused with `wrong_vault_key`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn unlock(&self, key: &[u8]) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let key = zeroize::Zeroizing::new(key.to_vec());
+        promise(async move {
+            let expected = inner.vault_check.borrow().clone();
+            let check = inner.vault.borrow_mut().unlock(&key, expected.as_deref())?;
+            if expected.is_none() {
+                inner
+                    .put_meta("vaultKeyCheck", Value::String(hex::encode(check)))
+                    .await?;
+                *inner.vault_check.borrow_mut() = Some(check.to_vec());
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Forgets the vault key (zeroized). Encrypted fields can't be read or written until
+    /// the next `unlock`.
+    pub fn lock(&self) {
+        self.inner.vault.borrow_mut().lock();
+    }
+
+    #[wasm_bindgen(getter, js_name = isUnlocked)]
+    pub fn is_unlocked(&self) -> bool {
+        self.inner.vault.borrow().is_unlocked()
+    }
+
+    /// Inserts or replaces a record (with its pending change, atomically).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn put(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_param_type = "ManaRecord")] record: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let opts = options(&options_)?;
+            let record: Value = from_js(&record, "invalid_record")?;
+            inner
+                .put_many(&collection, vec![record], opts.actor)
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Writes many records and their pending changes in one transaction.
+    #[wasm_bindgen(js_name = bulkPut, unchecked_return_type = "Promise<void>")]
+    pub fn bulk_put(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_param_type = "ManaRecord[]")] records: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let opts = options(&options_)?;
+            let records: Vec<Value> = from_js(&records, "invalid_record")?;
+            inner.put_many(&collection, records, opts.actor).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Patches some fields of an existing record. Throws `not_found` if there is none.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn update(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] patch: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let opts = options(&options_)?;
+            let patch: Value = from_js(&patch, "invalid_record")?;
+            inner
+                .modify(&collection, &id, opts.actor, |w, stored| {
+                    w.update(&collection, stored, &id, patch)
+                })
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Soft-deletes a record: it becomes a tombstone (`deletedAt`) that syncs.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn delete(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let opts = options(&options_)?;
+            inner
+                .modify(&collection, &id, opts.actor, |w, stored| {
+                    w.delete(&collection, stored, &id)
+                })
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The record (decrypted, without `__fieldMeta`), or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ManaRecord | undefined>")]
+    pub fn get(&self, collection: String, id: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.get(&collection, &id).await })
+    }
+
+    /// Records of a collection, optionally through an index and key range. Tombstones are
+    /// hidden unless `includeDeleted`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ManaRecord[]>")]
+    pub fn list(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_param_type = "ListQuery | undefined")] query: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let query = ListQuery::from_js(&query)?;
+            parse(&inner.list_json(&collection, &query).await?)
+        })
+    }
+
+    /// A query that re-runs after every write to its collection (Svelte store contract).
+    #[wasm_bindgen(js_name = liveQuery)]
+    pub fn live_query(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_param_type = "ListQuery | undefined")] query: JsValue,
+    ) -> Result<LiveQuery, JsValue> {
+        self.inner.check_collection(&collection)?;
+        let query = ListQuery::from_js(&query)?;
+        Ok(LiveQuery::new(self.inner.clone(), collection, query))
+    }
+
+    /// Number of local changes not yet acknowledged by the server.
+    #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
+    pub fn pending_count(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move { inner.pending_count().await })
+    }
+
+    /// Closes the database and locks the vault.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.vault.borrow_mut().lock();
+            let db = inner.db.borrow_mut().take();
+            // Requests still in flight hold a handle; the last one out closes nothing, so
+            // close only when we are the sole owner (the usual case) and let GC do the rest.
+            if let Some(db) = db.and_then(|db| Rc::try_unwrap(db).ok()) {
+                db.close();
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = __failNextCommit, skip_typescript)]
+    pub fn fail_next_commit(&self) {
+        *self.inner.fail_next_commit.borrow_mut() = true;
+    }
+}

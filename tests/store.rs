@@ -1,0 +1,450 @@
+//! Headless-Chromium tests of the IndexedDB store (DESIGN §4, §5, §7).
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mana_sync::schema::StoreConfig;
+use mana_sync::web::ManaStore;
+use rexie::{Rexie, TransactionMode};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn js(v: Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap()
+}
+
+fn rs(v: &JsValue) -> Value {
+    if v.is_undefined() {
+        return Value::Null;
+    }
+    serde_json::from_str(&js_sys::JSON::stringify(v).unwrap().as_string().unwrap()).unwrap()
+}
+
+async fn ok(p: js_sys::Promise) -> Value {
+    rs(&JsFuture::from(p).await.expect("promise resolves"))
+}
+
+/// Awaits a promise that must reject, returning the error's `.code`.
+async fn code(p: js_sys::Promise) -> String {
+    let err = JsFuture::from(p).await.expect_err("promise rejects");
+    assert!(err.is_instance_of::<js_sys::Error>(), "a real Error");
+    js_sys::Reflect::get(&err, &"code".into())
+        .unwrap()
+        .as_string()
+        .unwrap()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", js_sys::Math::random().to_bits())
+}
+
+fn config(name: &str, extra_collection: bool) -> StoreConfig {
+    let mut collections = json!({
+        "notes": {"indexes": ["updatedAt"], "encrypted": ["title", "content"]},
+    });
+    if extra_collection {
+        collections["tags"] = json!({"indexes": ["label"]});
+        collections["notes"]["indexes"] = json!(["updatedAt", "pinned"]);
+    }
+    serde_json::from_value(
+        json!({"name": name, "userId": "u1", "apps": {"notes": {"collections": collections}}}),
+    )
+    .unwrap()
+}
+
+async fn open_unlocked(name: &str) -> ManaStore {
+    let store = ManaStore::open_with(config(name, false)).await.unwrap();
+    JsFuture::from(store.unlock(&[7u8; 32])).await.unwrap();
+    store
+}
+
+async fn pending(store: &ManaStore) -> u64 {
+    ok(store.pending_count()).await.as_u64().unwrap()
+}
+
+async fn raw_get(db_name: &str, store_name: &str, id: &str) -> Value {
+    let db = Rexie::builder(db_name).build().await.unwrap();
+    let tx = db
+        .transaction(&[store_name], TransactionMode::ReadOnly)
+        .unwrap();
+    let v = tx.store(store_name).unwrap().get(id.into()).await.unwrap();
+    drop(tx);
+    db.close();
+    v.map(|v| rs(&v)).unwrap_or(Value::Null)
+}
+
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn crud_round_trip_with_pending_changes() {
+    let name = unique("crud");
+    let s = open_unlocked(&name).await;
+    let none = JsValue::UNDEFINED;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "n1", "title": "Hello", "updatedAt": 1})),
+        none.clone(),
+    ))
+    .await;
+    ok(s.bulk_put(
+        "notes".into(),
+        js(json!([{"id": "n2", "title": "B", "updatedAt": 3}, {"id": "n3", "updatedAt": 2}])),
+        none.clone(),
+    ))
+    .await;
+    assert_eq!(pending(&s).await, 3);
+    let got = ok(s.get("notes".into(), "n1".into())).await;
+    assert_eq!(
+        got,
+        json!({"id": "n1", "title": "Hello", "updatedAt": 1, "spaceId": "_personal:u1"})
+    );
+    ok(s.update(
+        "notes".into(),
+        "n1".into(),
+        js(json!({"content": "body"})),
+        js(json!({"actor": {"kind": "ai"}})),
+    ))
+    .await;
+    assert_eq!(
+        ok(s.get("notes".into(), "n1".into())).await["content"],
+        json!("body")
+    );
+    ok(s.delete("notes".into(), "n2".into(), none.clone())).await;
+    assert_eq!(pending(&s).await, 5);
+
+    let ids = |v: Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(ok(s.list("notes".into(), none.clone())).await),
+        ["n1", "n3"]
+    );
+    assert_eq!(
+        ids(ok(s.list("notes".into(), js(json!({"includeDeleted": true})))).await),
+        ["n1", "n2", "n3"]
+    );
+    let by_index = ok(s.list(
+        "notes".into(),
+        js(json!({"index": "updatedAt", "range": {"lower": 1, "upper": 2}})),
+    ))
+    .await;
+    assert_eq!(ids(by_index), ["n1", "n3"]);
+    let rev = ok(s.list(
+        "notes".into(),
+        js(json!({"index": "updatedAt", "reverse": true, "limit": 1})),
+    ))
+    .await;
+    assert_eq!(ids(rev), ["n3"]);
+    for r in ok(s.list("notes".into(), js(json!({"includeDeleted": true}))))
+        .await
+        .as_array()
+        .unwrap()
+    {
+        assert!(r.get("__fieldMeta").is_none());
+    }
+    // The pending queue holds the changes themselves, in order, with eventId and actor.
+    let raw = raw_get(&name, "notes", "n1").await;
+    assert_eq!(
+        raw["__fieldMeta"]["content"]["actor"],
+        json!({"kind": "ai"})
+    );
+    assert_eq!(
+        code(s.update("notes".into(), "missing".into(), js(json!({"a": 1})), none)).await,
+        "not_found"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_write_and_its_pending_change_are_atomic() {
+    let name = unique("atomic");
+    let s = open_unlocked(&name).await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "keep", "title": "x"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    s.fail_next_commit();
+    let c = code(s.bulk_put(
+        "notes".into(),
+        js(json!([{"id": "a1", "title": "x"}, {"id": "a2"}])),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    assert_eq!(c, "storage");
+    assert_eq!(raw_get(&name, "notes", "a1").await, Value::Null);
+    assert_eq!(raw_get(&name, "notes", "a2").await, Value::Null);
+    assert_eq!(
+        pending(&s).await,
+        1,
+        "neither the records nor their pending changes"
+    );
+    // The store keeps working after the aborted transaction.
+    ok(s.put("notes".into(), js(json!({"id": "a1"})), JsValue::UNDEFINED)).await;
+    assert_eq!(pending(&s).await, 2);
+}
+
+#[wasm_bindgen_test]
+async fn registered_fields_are_ciphertext_at_rest_and_shared_spaces_stay_plaintext() {
+    let name = unique("enc");
+    let s = open_unlocked(&name).await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "p", "title": "secret", "content": {"a": 1}, "updatedAt": 5})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "s", "title": "team", "spaceId": "space-1"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    let raw = raw_get(&name, "notes", "p").await;
+    assert!(
+        raw["title"].as_str().unwrap().starts_with("enc:1:"),
+        "{raw}"
+    );
+    assert!(raw["content"].as_str().unwrap().starts_with("enc:1:"));
+    assert_eq!(
+        raw["updatedAt"],
+        json!(5),
+        "unregistered fields stay plaintext"
+    );
+    let got = ok(s.get("notes".into(), "p".into())).await;
+    assert_eq!(got["title"], json!("secret"));
+    assert_eq!(got["content"], json!({"a": 1}));
+    assert_eq!(raw_get(&name, "notes", "s").await["title"], json!("team"));
+}
+
+#[wasm_bindgen_test]
+async fn a_locked_vault_refuses_and_writes_nothing() {
+    let name = unique("locked");
+    let s = open_unlocked(&name).await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "p", "title": "secret"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "s", "title": "team", "spaceId": "space-1"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    s.lock();
+    assert!(!s.is_unlocked());
+    assert_eq!(
+        code(s.put(
+            "notes".into(),
+            js(json!({"id": "q", "title": "x"})),
+            JsValue::UNDEFINED
+        ))
+        .await,
+        "vault_locked"
+    );
+    assert_eq!(
+        code(s.update(
+            "notes".into(),
+            "p".into(),
+            js(json!({"title": "y"})),
+            JsValue::UNDEFINED
+        ))
+        .await,
+        "vault_locked"
+    );
+    assert_eq!(
+        code(s.get("notes".into(), "p".into())).await,
+        "vault_locked"
+    );
+    assert_eq!(
+        code(s.list("notes".into(), JsValue::UNDEFINED)).await,
+        "vault_locked"
+    );
+    assert_eq!(raw_get(&name, "notes", "q").await, Value::Null);
+    assert_eq!(pending(&s).await, 2);
+    // A shared-space record is readable while locked.
+    assert_eq!(
+        ok(s.get("notes".into(), "s".into())).await["title"],
+        json!("team")
+    );
+    // Wrong keys are refused; the right one unlocks again.
+    assert_eq!(code(s.unlock(&[8u8; 32])).await, "wrong_vault_key");
+    assert_eq!(code(s.unlock(&[7u8; 16])).await, "invalid_key");
+    ok(s.unlock(&[7u8; 32])).await;
+    assert_eq!(
+        ok(s.get("notes".into(), "p".into())).await["title"],
+        json!("secret")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_gets_coded_errors_and_writes_nothing() {
+    let name = unique("bad");
+    let s = open_unlocked(&name).await;
+    let u = || JsValue::UNDEFINED;
+    assert_eq!(
+        code(s.put("nope".into(), js(json!({"id": "x"})), u())).await,
+        "unknown_collection"
+    );
+    assert_eq!(
+        code(s.get("nope".into(), "x".into())).await,
+        "unknown_collection"
+    );
+    assert_eq!(
+        code(s.put("notes".into(), js(json!({"title": "no id"})), u())).await,
+        "invalid_record"
+    );
+    assert_eq!(
+        code(s.put("notes".into(), js(json!("a string")), u())).await,
+        "invalid_record"
+    );
+    assert_eq!(
+        code(s.put("notes".into(), u(), u())).await,
+        "invalid_record"
+    );
+    // One bad record fails the whole batch.
+    assert_eq!(
+        code(s.bulk_put("notes".into(), js(json!([{"id": "ok1"}, {"id": 5}])), u())).await,
+        "invalid_record"
+    );
+    assert_eq!(raw_get(&name, "notes", "ok1").await, Value::Null);
+    assert_eq!(
+        code(s.list("notes".into(), js(json!({"index": "nope"})))).await,
+        "unknown_index"
+    );
+    assert_eq!(pending(&s).await, 0);
+    assert!(s.live_query("nope".into(), u()).is_err());
+    let err = match ManaStore::open_with(
+        serde_json::from_value(json!({"name": "", "userId": "u"})).unwrap(),
+    )
+    .await
+    {
+        Err(e) => e,
+        Ok(_) => panic!("empty name accepted"),
+    };
+    assert_eq!(err.code, "invalid_config");
+}
+
+#[wasm_bindgen_test]
+async fn live_query_notifies_on_put_update_and_delete() {
+    let name = unique("live");
+    let s = open_unlocked(&name).await;
+    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = seen.clone();
+    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
+    let lq = s.live_query("notes".into(), JsValue::UNDEFINED).unwrap();
+    let unsubscribe: js_sys::Function = lq
+        .subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone())
+        .unchecked_into();
+    assert_eq!(seen.borrow().as_slice(), [Value::Null], "called at once");
+
+    async fn wait_for(seen: &Rc<RefCell<Vec<Value>>>, n: usize) {
+        for _ in 0..200 {
+            if seen.borrow().len() >= n {
+                return;
+            }
+            sleep(10).await;
+        }
+        panic!("expected {n} notifications, got {:?}", seen.borrow());
+    }
+    wait_for(&seen, 2).await;
+    assert_eq!(seen.borrow()[1], json!([]));
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "n1", "title": "a"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    wait_for(&seen, 3).await;
+    assert_eq!(seen.borrow()[2][0]["title"], json!("a"));
+    ok(s.update(
+        "notes".into(),
+        "n1".into(),
+        js(json!({"title": "b"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    wait_for(&seen, 4).await;
+    assert_eq!(seen.borrow()[3][0]["title"], json!("b"));
+    ok(s.delete("notes".into(), "n1".into(), JsValue::UNDEFINED)).await;
+    wait_for(&seen, 5).await;
+    assert_eq!(seen.borrow()[4], json!([]));
+    unsubscribe.call0(&JsValue::NULL).unwrap();
+    ok(s.put("notes".into(), js(json!({"id": "n2"})), JsValue::UNDEFINED)).await;
+    // A query that would now differ: give it time to (wrongly) arrive.
+    sleep(100).await;
+    assert_eq!(seen.borrow().len(), 5, "no calls after unsubscribe");
+    drop(cb);
+}
+
+#[wasm_bindgen_test]
+async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() {
+    let name = unique("reopen");
+    let s = open_unlocked(&name).await;
+    let client_id = s.client_id();
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "n1", "title": "t"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    let at1 = raw_get(&name, "notes", "n1").await["__fieldMeta"]["title"]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(s.close()).await;
+    assert_eq!(
+        code(s.get("notes".into(), "n1".into())).await,
+        "store_closed"
+    );
+
+    // Reopen with one more collection and one more index: an upgrade that keeps the data.
+    let s2 = ManaStore::open_with(config(&name, true)).await.unwrap();
+    assert_eq!(s2.client_id(), client_id);
+    ok(s2.unlock(&[7u8; 32])).await;
+    assert_eq!(
+        ok(s2.get("notes".into(), "n1".into())).await["title"],
+        json!("t")
+    );
+    assert_eq!(pending(&s2).await, 1);
+    ok(s2.put(
+        "tags".into(),
+        js(json!({"id": "t1", "label": "x"})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    ok(s2.put(
+        "notes".into(),
+        js(json!({"id": "n2", "title": "u", "pinned": 1})),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    let pinned = ok(s2.list("notes".into(), js(json!({"index": "pinned", "equals": 1})))).await;
+    assert_eq!(pinned.as_array().unwrap().len(), 1);
+    let at2 = raw_get(&name, "notes", "n2").await["__fieldMeta"]["title"]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(at2 > at1, "clock continues after reopen: {at2} > {at1}");
+    assert_eq!(at1[at1.len() - 16..], at2[at2.len() - 16..], "same node id");
+    ok(s2.close()).await;
+}

@@ -1,0 +1,427 @@
+//! [`BackupWriter`]: rows are serialised to JSONL and deflated into the ZIP table by table, so a
+//! backup never holds the rows as values alongside the archive.
+//!
+//! Layout of what we write (DESIGN.md §6): `manifest.json` first, then either the
+//! `data/<table>.jsonl` files (unsealed) or `data.sealed` (stored, not deflated) =
+//! AES-256-GCM(inner ZIP of the `data/` files) ‖ 16-byte tag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Cursor, Write};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+
+use super::error::{BackupError, Result};
+use super::manifest::{
+    FileEntry, Manifest, PassphraseInfo, Scope, CIPHER_AES_GCM_256, FORMAT_VERSION,
+    KDF_PBKDF2_SHA256,
+};
+use super::seal::{self, SealParams, DEFAULT_ITERATIONS};
+use super::{is_valid_table_name, Phase, Progress, MANIFEST_NAME, SEALED_NAME};
+
+/// Deflate level of the `data/` files. Level 1 is several times faster than the default 6 and
+/// compresses JSONL rows only a little worse (see `benches/backup.rs` and BENCHMARKS.md).
+pub const DEFAULT_COMPRESSION_LEVEL: i64 = 1;
+
+/// Rows are gathered into chunks of this size before they reach the deflater.
+const CHUNK: usize = 64 * 1024;
+/// A `Serialize` progress report every this many rows.
+const PROGRESS_EVERY: u64 = 1024;
+
+/// The manifest fields the caller chooses; `formatVersion`, `rowCounts`, `files`,
+/// `fieldsPlaintext` and `passphrase` are filled in by the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestInfo {
+    /// `schemaVersion`.
+    pub schema_version: u64,
+    /// `producedBy`; defaults to `mana-sync <version>`.
+    pub produced_by: String,
+    /// `exportedAt`, ISO-8601 UTC (the caller's clock: this module has none).
+    pub exported_at: String,
+    /// `userId`.
+    pub user_id: Option<String>,
+    /// `scope`.
+    pub scope: Scope,
+    /// Extra manifest fields, written verbatim (used to carry unknown fields through the CLI's
+    /// `seal`/`unseal`). Keys the writer owns are ignored.
+    pub extra: Map<String, Value>,
+}
+
+impl ManifestInfo {
+    /// Schema version 1, `producedBy` = `mana-sync <version>`, no extra fields.
+    pub fn new(user_id: &str, exported_at: &str, scope: Scope) -> Self {
+        ManifestInfo {
+            schema_version: 1,
+            produced_by: format!("mana-sync {}", crate::VERSION),
+            exported_at: exported_at.to_string(),
+            user_id: Some(user_id.to_string()),
+            scope,
+            extra: Map::new(),
+        }
+    }
+
+    /// The caller-chosen fields of an existing manifest (to rewrite an archive).
+    pub fn from_manifest(m: &Manifest) -> Self {
+        ManifestInfo {
+            schema_version: m.schema_version,
+            produced_by: m.produced_by.clone(),
+            exported_at: m.exported_at.clone(),
+            user_id: m.user_id.clone(),
+            scope: m.scope.clone(),
+            extra: m.extra.clone(),
+        }
+    }
+}
+
+type ProgressFn<'p> = Box<dyn FnMut(Progress) + 'p>;
+
+struct OpenTable {
+    name: String,
+    rows: u64,
+    bytes: u64,
+    hasher: Sha256,
+}
+
+/// Streaming writer of one `.mana` archive. See the [module docs](super) for an example.
+pub struct BackupWriter<'p> {
+    info: ManifestInfo,
+    zip: ZipWriter<Cursor<Vec<u8>>>,
+    options: SimpleFileOptions,
+    current: Option<OpenTable>,
+    chunk: Vec<u8>,
+    seen: BTreeSet<String>,
+    row_counts: BTreeMap<String, u64>,
+    files: BTreeMap<String, FileEntry>,
+    progress: Option<ProgressFn<'p>>,
+    total_rows_hint: u64,
+    rows_done: u64,
+}
+
+impl<'p> BackupWriter<'p> {
+    /// A writer with [`DEFAULT_COMPRESSION_LEVEL`].
+    pub fn new(info: ManifestInfo) -> Self {
+        Self::with_compression_level(info, DEFAULT_COMPRESSION_LEVEL)
+    }
+
+    /// A writer with a given deflate level (0 = stored … 9 = smallest).
+    pub fn with_compression_level(info: ManifestInfo, level: i64) -> Self {
+        let (method, level) = if level <= 0 {
+            (CompressionMethod::Stored, None)
+        } else {
+            (CompressionMethod::Deflated, Some(level.min(9)))
+        };
+        let options = SimpleFileOptions::default()
+            .compression_method(method)
+            .compression_level(level)
+            .last_modified_time(zip_time(&info.exported_at))
+            .unix_permissions(0o644);
+        BackupWriter {
+            info,
+            zip: ZipWriter::new(Cursor::new(Vec::new())),
+            options,
+            current: None,
+            chunk: Vec::with_capacity(CHUNK + 4096),
+            seen: BTreeSet::new(),
+            row_counts: BTreeMap::new(),
+            files: BTreeMap::new(),
+            progress: None,
+            total_rows_hint: 0,
+            rows_done: 0,
+        }
+    }
+
+    /// Report progress to `f`; `total_rows` is the number of rows the caller will write (0 if
+    /// unknown), used as the `total` of the `serialize` phase.
+    pub fn on_progress(&mut self, total_rows: u64, f: impl FnMut(Progress) + 'p) {
+        self.total_rows_hint = total_rows;
+        self.progress = Some(Box::new(f));
+    }
+
+    fn report(&mut self, phase: Phase, done: u64, total: u64) {
+        if let Some(f) = self.progress.as_mut() {
+            f(Progress { phase, done, total });
+        }
+    }
+
+    /// Start `data/<name>.jsonl`. Each table may be written once; an empty table (no rows) is
+    /// written as an empty file.
+    pub fn begin_table(&mut self, name: &str) -> Result<()> {
+        if !is_valid_table_name(name) {
+            return Err(BackupError::bad_name(
+                name,
+                "table names are 1-128 ASCII letters, digits, '_', '-', '.', not starting with '.'",
+            ));
+        }
+        if self.seen.contains(name) {
+            return Err(BackupError::InvalidInput(format!(
+                "table {name:?} written twice"
+            )));
+        }
+        self.end_table()?;
+        self.zip
+            .start_file(format!("data/{name}.jsonl"), self.options)
+            .map_err(zip_err)?;
+        self.seen.insert(name.to_string());
+        self.current = Some(OpenTable {
+            name: name.to_string(),
+            rows: 0,
+            bytes: 0,
+            hasher: Sha256::new(),
+        });
+        Ok(())
+    }
+
+    /// Append one row (anything that serialises to a JSON object, e.g. a
+    /// `serde_json::Map<String, Value>`) as one JSONL line of the current table.
+    pub fn write_row<T: Serialize + ?Sized>(&mut self, row: &T) -> Result<()> {
+        if self.current.is_none() {
+            return Err(BackupError::InvalidInput(
+                "write_row before begin_table".into(),
+            ));
+        }
+        let start = self.chunk.len();
+        if let Err(e) = serde_json::to_writer(&mut self.chunk, row) {
+            self.chunk.truncate(start);
+            return Err(BackupError::InvalidInput(format!(
+                "row not serialisable: {e}"
+            )));
+        }
+        if self.chunk.get(start) != Some(&b'{') {
+            self.chunk.truncate(start);
+            return Err(BackupError::InvalidInput(
+                "a row must serialise to a JSON object".into(),
+            ));
+        }
+        self.chunk.push(b'\n');
+        self.row_written()
+    }
+
+    /// Append one already-serialised row (without its newline). It is checked to be exactly one
+    /// JSON object on one line; its bytes are kept verbatim.
+    pub fn write_raw_line(&mut self, line: &[u8]) -> Result<()> {
+        if self.current.is_none() {
+            return Err(BackupError::InvalidInput(
+                "write_raw_line before begin_table".into(),
+            ));
+        }
+        if line.contains(&b'\n') {
+            return Err(BackupError::InvalidInput("a row must be one line".into()));
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(_)) => {}
+            _ => {
+                return Err(BackupError::InvalidInput(
+                    "a row must be one JSON object".into(),
+                ))
+            }
+        }
+        self.chunk.extend_from_slice(line);
+        self.chunk.push(b'\n');
+        self.row_written()
+    }
+
+    fn row_written(&mut self) -> Result<()> {
+        if let Some(t) = self.current.as_mut() {
+            t.rows += 1;
+        }
+        self.rows_done += 1;
+        if self.chunk.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        if self.rows_done % PROGRESS_EVERY == 0 {
+            self.report(Phase::Serialize, self.rows_done, self.total_rows_hint);
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        if let Some(t) = self.current.as_mut() {
+            t.hasher.update(&self.chunk);
+            t.bytes += self.chunk.len() as u64;
+        }
+        self.zip.write_all(&self.chunk).map_err(io_err)?;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    fn end_table(&mut self) -> Result<()> {
+        self.flush_chunk()?;
+        if let Some(t) = self.current.take() {
+            self.row_counts.insert(t.name.clone(), t.rows);
+            self.files.insert(
+                format!("data/{}.jsonl", t.name),
+                FileEntry {
+                    sha256: hex::encode(t.hasher.finalize()),
+                    bytes: t.bytes,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Close the data files; returns the ZIP of the `data/` files and the manifest so far.
+    fn finish_data(mut self) -> Result<(Vec<u8>, Manifest, Option<ProgressFn<'p>>)> {
+        self.end_table()?;
+        let rows = self.rows_done;
+        self.report(Phase::Serialize, rows, rows.max(self.total_rows_hint));
+        let data_zip = self.zip.finish().map_err(zip_err)?.into_inner();
+        let mut extra = self.info.extra;
+        for owned in [
+            "formatVersion",
+            "schemaVersion",
+            "producedBy",
+            "exportedAt",
+            "userId",
+            "scope",
+            "rowCounts",
+            "fieldsPlaintext",
+            "files",
+            "passphrase",
+        ] {
+            extra.remove(owned);
+        }
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            schema_version: self.info.schema_version,
+            produced_by: self.info.produced_by,
+            exported_at: self.info.exported_at,
+            user_id: self.info.user_id,
+            scope: self.info.scope,
+            row_counts: self.row_counts,
+            fields_plaintext: true,
+            files: Some(self.files),
+            passphrase: None,
+            extra,
+        };
+        Ok((data_zip, manifest, self.progress))
+    }
+
+    /// Finish an unsealed archive: `manifest.json` then the deflated `data/*.jsonl` files.
+    pub fn finish_unsealed(self) -> Result<Vec<u8>> {
+        let options = self.options;
+        let (data_zip, manifest, mut progress) = self.finish_data()?;
+        let total = data_zip.len() as u64;
+        let manifest_bytes = manifest.to_json_bytes();
+        let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
+            data_zip.len() + manifest_bytes.len() + 1024,
+        )));
+        out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
+        out.write_all(&manifest_bytes).map_err(io_err)?;
+        let data = ZipArchive::new(Cursor::new(data_zip)).map_err(zip_err)?;
+        // Copies the deflated entries verbatim: no second compression.
+        out.merge_archive(data).map_err(zip_err)?;
+        let bytes = out.finish().map_err(zip_err)?.into_inner();
+        if let Some(f) = progress.as_mut() {
+            f(Progress {
+                phase: Phase::Compress,
+                done: total,
+                total,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Finish a sealed archive with a random salt and IV and [`DEFAULT_ITERATIONS`], deriving
+    /// the key with the `pbkdf2` crate. In the browser prefer [`Self::finish_sealed_with_key`]
+    /// with a key from WebCrypto.
+    pub fn finish_sealed(self, passphrase: &str) -> Result<Vec<u8>> {
+        self.finish_sealed_with_iterations(passphrase, DEFAULT_ITERATIONS)
+    }
+
+    /// [`Self::finish_sealed`] with a chosen iteration count.
+    pub fn finish_sealed_with_iterations(
+        self,
+        passphrase: &str,
+        iterations: u32,
+    ) -> Result<Vec<u8>> {
+        let params = SealParams::random(iterations)?;
+        let key = seal::derive_key(passphrase.as_bytes(), &params.salt, params.iterations);
+        self.finish_sealed_with_key(&key, params)
+    }
+
+    /// Finish a sealed archive with a key derived by the caller as
+    /// PBKDF2-HMAC-SHA256(passphrase, `params.salt`, `params.iterations`, 32 bytes).
+    /// `params` must be fresh (see [`SealParams::random`]): reusing an IV with the same key breaks
+    /// AES-GCM.
+    pub fn finish_sealed_with_key(self, key: &[u8; 32], params: SealParams) -> Result<Vec<u8>> {
+        seal::check_iterations(u64::from(params.iterations))?;
+        let options = self.options;
+        let (mut inner, mut manifest, mut progress) = self.finish_data()?;
+        let mut report = |phase, done, total| {
+            if let Some(f) = progress.as_mut() {
+                f(Progress { phase, done, total });
+            }
+        };
+        let total = inner.len() as u64;
+        report(Phase::Compress, total, total);
+        let plaintext_sha256 = hex::encode(Sha256::digest(&inner));
+        report(Phase::Seal, 0, total);
+        seal::encrypt_in_place(key, &params.iv, &mut inner)?;
+        report(Phase::Seal, total, total);
+        // Per-file hashes of plaintext stay out of a sealed manifest (see `Manifest::files`).
+        manifest.files = None;
+        manifest.passphrase = Some(PassphraseInfo {
+            kdf: KDF_PBKDF2_SHA256.into(),
+            kdf_iterations: u64::from(params.iterations),
+            kdf_salt_base64: seal::b64_encode(&params.salt),
+            cipher: CIPHER_AES_GCM_256.into(),
+            iv_base64: seal::b64_encode(&params.iv),
+            plaintext_sha256: Some(plaintext_sha256),
+            key_check: Some(seal::b64_encode(&seal::key_check(key))),
+            extra: Map::new(),
+        });
+        let manifest_bytes = manifest.to_json_bytes();
+        let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
+            inner.len() + manifest_bytes.len() + 1024,
+        )));
+        out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
+        out.write_all(&manifest_bytes).map_err(io_err)?;
+        out.start_file(
+            SEALED_NAME,
+            options
+                .compression_method(CompressionMethod::Stored)
+                .compression_level(None)
+                .large_file(inner.len() as u64 >= u64::from(u32::MAX)),
+        )
+        .map_err(zip_err)?;
+        out.write_all(&inner).map_err(io_err)?;
+        drop(inner);
+        Ok(out.finish().map_err(zip_err)?.into_inner())
+    }
+}
+
+/// The ZIP timestamp of `exportedAt` (`YYYY-MM-DDTHH:MM:SS…`), or 1980-01-01 if it does not parse:
+/// archives are byte-for-byte reproducible from the same rows, time and seal parameters.
+fn zip_time(exported_at: &str) -> DateTime {
+    let num = |r: std::ops::Range<usize>| exported_at.get(r).and_then(|s| s.parse::<u16>().ok());
+    let parts = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    );
+    if let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) = parts {
+        if let Ok(dt) =
+            DateTime::from_date_and_time(y, mo as u8, d as u8, h as u8, mi as u8, s as u8)
+        {
+            return dt;
+        }
+    }
+    DateTime::DEFAULT
+}
+
+fn zip_err(e: zip::result::ZipError) -> BackupError {
+    BackupError::InvalidInput(format!("zip: {e}"))
+}
+
+fn io_err(e: std::io::Error) -> BackupError {
+    BackupError::InvalidInput(format!("zip: {e}"))
+}

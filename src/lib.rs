@@ -3,6 +3,7 @@
 //! The pure core (`protocol`, `clock`, `merge`) compiles and tests natively and is shared with
 //! the sync server; `web` adapts it to the browser and exists only on `wasm32`.
 
+pub mod backup;
 pub mod clock;
 pub mod crypto;
 pub mod merge;

@@ -1,14 +1,18 @@
-//! Placeholder until the sync server lands: answers `GET /health`.
-use axum::{routing::get, Json, Router};
+//! `mana-sync-server`: see the library crate for everything.
+use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3050".into());
-    let app = Router::new().route(
-        "/health",
-        get(|| async { Json(serde_json::json!({"status": "ok", "version": mana_sync::VERSION})) }),
-    );
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.expect("bind");
-    println!("mana-sync-server listening on http://127.0.0.1:{port}");
-    axum::serve(listener, app).await.expect("serve");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = mana_sync_server::Config::parse();
+    if let Err(e) = mana_sync_server::serve(config).await {
+        eprintln!("mana-sync-server: {e}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,311 @@
+//! Bearer-token authentication: HS256 with a shared secret (`MANA_JWT_SECRET`) and/or
+//! asymmetric keys (RS256/ES256/…) from a JWKS endpoint (`MANA_JWKS_URL`), fetched and cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::AppError;
+use crate::AppState;
+
+/// Keys are refetched at most this often when a token names an unknown `kid`.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+/// Cached keys are refreshed after this long.
+const JWKS_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+pub struct Auth {
+    hs256: Option<(DecodingKey, EncodingKey)>,
+    jwks: Option<Jwks>,
+}
+
+struct Jwks {
+    url: String,
+    http: reqwest::Client,
+    cache: RwLock<Option<(Instant, Arc<JwkSet>)>>,
+    refresh: Mutex<Option<Instant>>,
+}
+
+impl Auth {
+    /// `None` when neither a secret nor a JWKS URL is configured.
+    pub fn new(secret: Option<&[u8]>, jwks_url: Option<String>) -> Option<Auth> {
+        if secret.is_none() && jwks_url.is_none() {
+            return None;
+        }
+        Some(Auth {
+            hs256: secret.map(|s| (DecodingKey::from_secret(s), EncodingKey::from_secret(s))),
+            jwks: jwks_url.map(|url| Jwks {
+                url,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
+                cache: RwLock::new(None),
+                refresh: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Signs an HS256 token (for `POST /dev/token` and tests).
+    pub fn sign(&self, user_id: &str, ttl: Duration) -> Result<String, AppError> {
+        let (_, key) = self
+            .hs256
+            .as_ref()
+            .ok_or_else(|| AppError::internal("no HS256 secret to sign with"))?;
+        let now = unix_now();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|e| AppError::internal(format!("signing failed: {e}")))
+    }
+
+    /// Verifies a token and returns its subject (the user id).
+    pub async fn verify(&self, token: &str) -> Result<String, AppError> {
+        let header = decode_header(token)
+            .map_err(|e| AppError::unauthorized(format!("malformed token: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.validate_aud = false;
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims = match header.alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                let (key, _) = self.hs256.as_ref().ok_or_else(|| {
+                    AppError::unauthorized("HMAC-signed tokens are not accepted here")
+                })?;
+                decode::<Claims>(token, key, &validation)
+            }
+            alg => {
+                let jwks = self.jwks.as_ref().ok_or_else(|| {
+                    AppError::unauthorized(format!("{alg:?} tokens are not accepted here"))
+                })?;
+                let key = jwks.key(header.kid.as_deref(), alg).await?;
+                decode::<Claims>(token, &key, &validation)
+            }
+        }
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                ErrorKind::InvalidSignature => "bad token signature".to_owned(),
+                _ => format!("invalid token: {e}"),
+            };
+            AppError::unauthorized(why)
+        })?
+        .claims;
+        if claims.sub.trim().is_empty() {
+            return Err(AppError::unauthorized("token has an empty subject"));
+        }
+        Ok(claims.sub)
+    }
+}
+
+impl Jwks {
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AppError> {
+        if let Some(set) = self.cached(false).await {
+            if let Some(k) = find_key(&set, kid, alg) {
+                return Ok(k);
+            }
+        }
+        // Unknown kid (rotation) or stale cache: refetch, rate-limited.
+        let set = self.refetch().await?;
+        find_key(&set, kid, alg)
+            .ok_or_else(|| AppError::unauthorized("token signed with an unknown key"))
+    }
+
+    async fn cached(&self, allow_stale: bool) -> Option<Arc<JwkSet>> {
+        let c = self.cache.read().await;
+        c.as_ref()
+            .filter(|(at, _)| allow_stale || at.elapsed() < JWKS_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    async fn refetch(&self) -> Result<Arc<JwkSet>, AppError> {
+        let mut last = self.refresh.lock().await;
+        if last.is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH) {
+            if let Some(set) = self.cached(true).await {
+                return Ok(set);
+            }
+        }
+        *last = Some(Instant::now());
+        let fetched = async {
+            let resp = self.http.get(&self.url).send().await?.error_for_status()?;
+            resp.json::<JwkSet>().await
+        }
+        .await;
+        match fetched {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *self.cache.write().await = Some((Instant::now(), set.clone()));
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed");
+                self.cached(true)
+                    .await
+                    .ok_or_else(|| AppError::unavailable("signing keys unavailable"))
+            }
+        }
+    }
+}
+
+fn find_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    let candidates: Vec<_> = match kid {
+        Some(kid) => set.find(kid).into_iter().collect(),
+        // No kid: only unambiguous when the set has a single key.
+        None if set.keys.len() == 1 => set.keys.iter().collect(),
+        None => Vec::new(),
+    };
+    candidates
+        .into_iter()
+        .filter(|jwk| {
+            jwk.common
+                .key_algorithm
+                .is_none_or(|ka| ka.to_string() == format!("{alg:?}"))
+        })
+        .find_map(|jwk| DecodingKey::from_jwk(jwk).ok())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The authenticated caller and their bearer token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: String,
+    pub token: String,
+}
+
+/// Extracts `Authorization: Bearer <token>`.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let v = v.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(parts)
+            .ok_or_else(|| AppError::unauthorized("missing bearer token"))?
+            .to_owned();
+        let user_id = state.auth.verify(&token).await?;
+        Ok(AuthUser { user_id, token })
+    }
+}
+
+/// Where a user's space memberships come from (DESIGN §3 visibility).
+pub struct Memberships {
+    url: Option<String>,
+    http: reqwest::Client,
+    cache: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+const MEMBERSHIP_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpacesBody {
+    List(Vec<SpaceRef>),
+    Wrapped { spaces: Vec<SpaceRef> },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpaceRef {
+    Id(String),
+    Obj { id: String },
+}
+
+impl Memberships {
+    pub fn new(auth_url: Option<String>) -> Memberships {
+        Memberships {
+            url: auth_url.map(|u| u.trim_end_matches('/').to_owned()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The viewer for a user: their personal space plus, when `MANA_AUTH_URL` is configured,
+    /// the spaces `GET {MANA_AUTH_URL}/api/v1/me/spaces` (called with the user's own token)
+    /// lists — a JSON array of ids or of `{id}`, or `{spaces: [...]}`; cached for a minute.
+    pub async fn viewer(&self, user: &AuthUser) -> Result<crate::store::Viewer, AppError> {
+        let mut viewer = crate::store::Viewer::personal(&user.user_id);
+        let Some(url) = &self.url else {
+            return Ok(viewer);
+        };
+        let cached = {
+            let c = self.cache.lock().await;
+            c.get(&user.user_id)
+                .filter(|(at, _)| at.elapsed() < MEMBERSHIP_TTL)
+                .map(|(_, s)| s.clone())
+        };
+        let spaces = match cached {
+            Some(s) => s,
+            None => {
+                let fetched = async {
+                    self.http
+                        .get(format!("{url}/api/v1/me/spaces"))
+                        .bearer_auth(&user.token)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json::<SpacesBody>()
+                        .await
+                }
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "memberships lookup failed");
+                    AppError::unavailable("space memberships unavailable")
+                })?;
+                let list = match fetched {
+                    SpacesBody::List(l) | SpacesBody::Wrapped { spaces: l } => l,
+                };
+                let ids: Vec<String> = list
+                    .into_iter()
+                    .map(|s| match s {
+                        SpaceRef::Id(id) | SpaceRef::Obj { id } => id,
+                    })
+                    .collect();
+                self.cache
+                    .lock()
+                    .await
+                    .insert(user.user_id.clone(), (Instant::now(), ids.clone()));
+                ids
+            }
+        };
+        viewer.spaces.extend(spaces);
+        viewer.memberships_known = true;
+        Ok(viewer)
+    }
+}

@@ -1,0 +1,60 @@
+//! Server configuration: `--flags` named after the environment variables of DESIGN §3, which
+//! are the fallbacks (`--port` / `PORT`, `--mana-jwt-secret` / `MANA_JWT_SECRET`, …).
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mana-sync-server",
+    version,
+    about = "Sync server for mana-sync"
+)]
+pub struct Config {
+    /// Address to listen on (`0.0.0.0` to accept connections from other machines).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the bound address is printed on stdout).
+    #[arg(long, env = "PORT", default_value_t = 3050)]
+    pub port: u16,
+    /// `sqlite://path` (embedded SQLite). `postgres://…` is reserved for the PostgreSQL backend.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://mana-sync.db")]
+    pub database_url: String,
+    /// HS256 secret for bearer tokens.
+    #[arg(long, env = "MANA_JWT_SECRET", hide_env_values = true)]
+    pub mana_jwt_secret: Option<String>,
+    /// JWKS endpoint for asymmetric (RS256, ES256, …) bearer tokens.
+    #[arg(long, env = "MANA_JWKS_URL")]
+    pub mana_jwks_url: Option<String>,
+    /// Base URL of the auth service, for space memberships (`GET /api/v1/me/spaces`).
+    #[arg(long, env = "MANA_AUTH_URL")]
+    pub mana_auth_url: Option<String>,
+    /// Billing service (sync subscription gate). Not enforced yet: see the README.
+    #[arg(long, env = "MANA_CREDITS_URL")]
+    pub mana_credits_url: Option<String>,
+    #[arg(long, env = "MANA_SERVICE_KEY", hide_env_values = true)]
+    pub mana_service_key: Option<String>,
+    /// Comma-separated app ids exempt from the billing gate.
+    #[arg(long, env = "BILLING_EXEMPT_APPS", default_value = "")]
+    pub billing_exempt_apps: String,
+    /// Comma-separated allowed browser origins; unset or `*` = any origin (the API uses bearer
+    /// tokens, never cookies).
+    #[arg(long, env = "CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Largest accepted request body.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Highest change `schemaVersion` accepted (above: 422).
+    #[arg(long, env = "MAX_SCHEMA_VERSION", default_value_t = 1)]
+    pub max_schema_version: u32,
+    /// Development mode: allows running without auth configuration (a random HS256 secret is
+    /// generated) and enables `POST /dev/token {userId}`. Never use in production.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: defaults, no auth, not dev.
+    pub fn for_tests(database_url: impl Into<String>) -> Config {
+        Config::parse_from(["mana-sync-server", "--database-url", &database_url.into()])
+    }
+}

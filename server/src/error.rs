@@ -1,0 +1,123 @@
+//! One error type for every handler, answered as JSON `{ code, message }` (DESIGN §3).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// An error answered to the client. `code` is a stable machine code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Index of the offending change in a push, when one is to blame.
+    pub index: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+            index: None,
+        }
+    }
+    pub fn with_index(mut self, index: usize) -> AppError {
+        self.index = Some(index);
+        self
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn payload_too_large(code: &'static str, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn internal(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), code = self.code, message = %self.message, "request rejected");
+        }
+        // Never leak internals (SQL, paths) to the client.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal server error"
+        } else {
+            self.message.as_str()
+        };
+        (
+            self.status,
+            Json(Body {
+                code: self.code,
+                message,
+                index: self.index,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::Forbidden { index, message } => {
+                AppError::forbidden(format!("changes[{index}]: {message}")).with_index(index)
+            }
+            StoreError::Invalid {
+                index,
+                code,
+                message,
+            } => AppError::bad_request(code, format!("changes[{index}]: {message}"))
+                .with_index(index),
+            StoreError::Internal(m) => AppError::internal(m),
+        }
+    }
+}
+
+/// Fallback for unknown routes, so that even a 404 is `{ code, message }`.
+pub async fn not_found() -> AppError {
+    AppError::not_found("no such endpoint")
+}

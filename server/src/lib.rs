@@ -1,0 +1,225 @@
+//! mana-sync-server: the companion sync server of mana-sync (DESIGN §3).
+//!
+//! `app(state)` builds the router; `serve` binds, prints the bound address and runs it with
+//! graceful shutdown. Storage sits behind [`store::Store`] (SQLite now, PostgreSQL later); the
+//! merge and the wire types are the root crate's, shared with the client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::{broadcast, watch};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod store;
+mod stream;
+mod sync;
+mod ws;
+
+pub use config::Config;
+pub use error::AppError;
+
+use auth::{Auth, Memberships};
+use store::{LoggedChange, SqliteStore, Store};
+
+/// Announced to every live stream after a push commits.
+#[derive(Debug)]
+pub struct PushEvent {
+    pub app_id: String,
+    pub client_id: String,
+    pub changes: Vec<LoggedChange>,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
+    pub memberships: Arc<Memberships>,
+    pub events: broadcast::Sender<Arc<PushEvent>>,
+    /// Flips to `true` when the server shuts down: live streams end so that in-flight
+    /// requests can finish and the process can exit.
+    pub shutdown: watch::Receiver<bool>,
+    pub max_schema_version: u32,
+    pub max_body_bytes: usize,
+    pub dev: bool,
+    cors_origins: Option<String>,
+}
+
+/// Handle that stops the live streams of an [`AppState`].
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl AppState {
+    /// Builds the state from a configuration: opens the database (running migrations) and
+    /// sets up authentication. Fails without auth configuration unless `--dev`.
+    pub fn new(config: &Config) -> Result<(AppState, ShutdownHandle), String> {
+        let store: Arc<dyn Store> = if config.database_url.starts_with("postgres://")
+            || config.database_url.starts_with("postgresql://")
+        {
+            return Err("the PostgreSQL backend is not available yet: use sqlite://".into());
+        } else {
+            let path = SqliteStore::path_from_url(&config.database_url);
+            Arc::new(SqliteStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+        };
+        let secret = config
+            .mana_jwt_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes);
+        let jwks = config.mana_jwks_url.clone().filter(|s| !s.is_empty());
+        let secret = match (secret, &jwks, config.dev) {
+            (None, None, false) => {
+                return Err("no auth configured: set MANA_JWT_SECRET or MANA_JWKS_URL \
+                            (or pass --dev for local development)"
+                    .into())
+            }
+            (None, _, true) => {
+                // Dev without a secret: a random one, so /dev/token can sign.
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(|e| format!("random secret: {e}"))?;
+                Some(bytes.to_vec())
+            }
+            (s, _, _) => s,
+        };
+        let auth = Auth::new(secret.as_deref(), jwks).ok_or("no auth configured")?;
+        if config.mana_credits_url.is_some() {
+            tracing::warn!("MANA_CREDITS_URL is set but the billing gate is not implemented yet: sync is not gated");
+        }
+        let (events, _) = broadcast::channel(1024);
+        let (tx, rx) = watch::channel(false);
+        Ok((
+            AppState {
+                store,
+                auth: Arc::new(auth),
+                memberships: Arc::new(Memberships::new(
+                    config.mana_auth_url.clone().filter(|s| !s.is_empty()),
+                )),
+                events,
+                shutdown: rx,
+                max_schema_version: config.max_schema_version,
+                max_body_bytes: config.max_body_bytes,
+                dev: config.dev,
+                cors_origins: config.cors_origins.clone(),
+            },
+            ShutdownHandle(tx),
+        ))
+    }
+}
+
+/// The router of every endpoint of DESIGN §3.
+pub fn app(state: AppState) -> Router {
+    let cors = cors_layer(state.cors_origins.as_deref());
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route("/sync/{app_id}", post(sync::push))
+        .route("/sync/{app_id}/pull", get(sync::pull))
+        .route("/sync/{app_id}/stream", get(stream::sse))
+        .route("/ws", get(ws::ws_all))
+        .route("/ws/{app_id}", get(ws::ws_app));
+    if state.dev {
+        router = router.route("/dev/token", post(sync::dev_token));
+    }
+    router
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn cors_layer(origins: Option<&str>) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(3600));
+    let list: Vec<HeaderValue> = origins
+        .unwrap_or("*")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && *o != "*")
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if list.is_empty() {
+        base.allow_origin(Any)
+    } else {
+        base.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": mana_sync::VERSION }))
+}
+
+/// Runs the server until SIGTERM or Ctrl-C: binds, prints `listening on http://ADDR` on
+/// stdout (tests read it when `PORT=0`), then on a signal stops accepting, ends live streams
+/// and lets in-flight requests (pushes included) finish.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let (state, shutdown) = AppState::new(&config)?;
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| format!("bind {}:{}: {e}", config.host, config.port))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, dev = config.dev, "mana-sync-server started");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            shutdown.trigger();
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves once the server is shutting down (never, if the handle was dropped).
+pub(crate) async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,988 @@
+//! SQLite implementation of [`Store`] (rusqlite, SQLite bundled).
+//!
+//! Why rusqlite rather than sqlx: SQLite is an in-process library whose calls are short and
+//! blocking, so the natural shape is a synchronous connection used from `spawn_blocking`.
+//! rusqlite gives prepared-statement caching, explicit `BEGIN IMMEDIATE` transactions and the
+//! `bundled` SQLite (no system library, same version everywhere) with no async shim and no
+//! compile-time query checking against a live database. The PostgreSQL backend will be a
+//! separate implementation of the same trait.
+//!
+//! Concurrency: SQLite has one writer at a time anyway, so there is exactly **one writer
+//! connection** behind a mutex (pushes are serialised; each push is one `BEGIN IMMEDIATE`
+//! transaction, which also makes sequence numbers commit in order) and a few **reader
+//! connections** (WAL lets them read a consistent snapshot while the writer writes).
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=FULL`, so every commit fsyncs the WAL
+//! before `push` returns: an acknowledged push survives a process crash *and* a power loss.
+//! (`NORMAL` would survive a process crash but may lose the last commits on power loss, which
+//! DESIGN §3 "an acknowledged change survives a crash" does not allow.) The cost is one fsync
+//! per push, amortised over up to 5000 changes.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use mana_sync::clock::Hlc;
+use mana_sync::merge::{apply, field_writes, FieldState, RecordState};
+use mana_sync::protocol::{FieldChange, FIELD_ID};
+use mana_sync::{Change, Conflict, Op};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Cursor, LoggedChange, Page, PageQuery, PushOutcome, PushRequest, Store, StoreError, Viewer,
+    PERSONAL_PREFIX,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones. Each is
+/// also written idempotently (`IF NOT EXISTS`), so re-running one is harmless.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE IF NOT EXISTS changes (
+    seq            INTEGER PRIMARY KEY,   -- the sync cursor
+    event_id       TEXT    NOT NULL UNIQUE,
+    app_id         TEXT    NOT NULL,
+    tbl            TEXT    NOT NULL,
+    record_id      TEXT    NOT NULL,
+    author         TEXT    NOT NULL,      -- user id (JWT sub) of the writer
+    space_id       TEXT,                  -- NULL = the author's personal space
+    op             TEXT    NOT NULL,
+    data           TEXT,                  -- JSON object (insert)
+    fields         TEXT,                  -- JSON { field: { value, updatedAt } } (update)
+    updated_at     TEXT,
+    deleted_at     TEXT,
+    actor          TEXT,                  -- JSON, stored untouched
+    schema_version INTEGER NOT NULL,
+    client_id      TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL       -- unix millis
+);
+CREATE INDEX IF NOT EXISTS changes_app_seq ON changes (app_id, seq);
+CREATE TABLE IF NOT EXISTS records (
+    rid            INTEGER PRIMARY KEY,   -- position in a first-sync snapshot
+    app_id         TEXT    NOT NULL,
+    tbl            TEXT    NOT NULL,
+    record_id      TEXT    NOT NULL,
+    author         TEXT    NOT NULL,
+    space_id       TEXT,
+    state          TEXT    NOT NULL,      -- JSON { field: { v, at, a? } }: merged LWW state
+    updated_at     TEXT,                  -- greatest HLC ever applied
+    schema_version INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,
+    UNIQUE (app_id, tbl, record_id)
+);
+CREATE INDEX IF NOT EXISTS records_app_rid ON records (app_id, rid);
+"#];
+
+/// Opens (creating if needed) a database file with the server's pragmas and runs the
+/// migrations. Public so that the benchmark's raw baseline uses the identical set-up.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    /// Empty for an in-memory database (reads then go through the writer).
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens `path` (`:memory:` for a private in-memory database).
+    pub fn open(path: impl Into<PathBuf>) -> Result<SqliteStore, StoreError> {
+        let path = path.into();
+        let memory = path.as_os_str() == ":memory:";
+        let writer = if memory {
+            let c = Connection::open_in_memory().map_err(internal)?;
+            migrate(&c).map_err(internal)?;
+            c
+        } else {
+            open_writer(&path).map_err(internal)?
+        };
+        let mut readers = Vec::new();
+        if !memory {
+            for _ in 0..4 {
+                let c = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(internal)?;
+                c.busy_timeout(std::time::Duration::from_secs(10))
+                    .map_err(internal)?;
+                c.set_prepared_statement_cache_capacity(32);
+                readers.push(Mutex::new(c));
+            }
+        }
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Parses `DATABASE_URL`: `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a plain
+    /// path.
+    pub fn path_from_url(url: &str) -> PathBuf {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        PathBuf::from(rest)
+    }
+}
+
+impl Inner {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        if self.readers.is_empty() {
+            let mut c = lock(&self.writer);
+            return f(&mut c);
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let mut c = lock(&self.readers[i]);
+        f(&mut c)
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves no half-done transaction behind (rusqlite rolls
+    // back on drop), so a poisoned connection is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal(format!("storage task failed: {e}")))?
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn push(&self, req: PushRequest) -> Result<PushOutcome, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut conn = lock(&inner.writer);
+            push_tx(&mut conn, &req)
+        })
+        .await
+    }
+
+    async fn page(&self, q: PageQuery) -> Result<Page, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.with_reader(|c| page_tx(c, &q))).await
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.with_reader(|c| {
+                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                    r.get(0)
+                })
+                .map_err(internal)
+            })
+        })
+        .await
+    }
+
+    async fn changed_tables(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        app_id: Option<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.with_reader(|c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT DISTINCT app_id, tbl FROM changes
+                         WHERE seq > ?1 AND (?2 IS NULL OR app_id = ?2)
+                           AND (author = ?3 OR space_id IN (SELECT value FROM json_each(?4)))",
+                    )
+                    .map_err(internal)?;
+                let spaces = json_list(viewer.spaces.iter().cloned());
+                let rows = stmt
+                    .query_map(params![after, app_id, viewer.user_id, spaces], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map_err(internal)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+            })
+        })
+        .await
+    }
+}
+
+/// A record loaded (or created) during one push.
+struct Rec {
+    rid_known: bool,
+    author: String,
+    space_id: Option<String>,
+    state: RecordState,
+    updated_at: Option<String>,
+    schema_version: u32,
+    last_seq: i64,
+    dirty: bool,
+}
+
+/// Normalises a space id: the author's personal space is stored as NULL.
+fn normalise_space(space: Option<&str>, author: &str) -> Option<String> {
+    match space {
+        None => None,
+        Some(s) if s.strip_prefix(PERSONAL_PREFIX) == Some(author) => None,
+        Some(s) => Some(s.to_owned()),
+    }
+}
+
+/// The greatest timestamp a change carries.
+fn change_at(c: &Change) -> Option<String> {
+    let fields = c
+        .fields
+        .iter()
+        .flat_map(|f| f.values().map(|v| v.updated_at.as_str()));
+    c.updated_at
+        .as_deref()
+        .into_iter()
+        .chain(c.deleted_at.as_deref())
+        .chain(fields)
+        .max()
+        .map(str::to_owned)
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+fn op_str(op: Op) -> &'static str {
+    match op {
+        Op::Insert => "insert",
+        Op::Update => "update",
+        Op::Delete => "delete",
+        Op::Unknown => "unknown",
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, StoreError> {
+    let user = req.viewer.user_id.as_str();
+    let created_at = now_millis();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    let mut out = PushOutcome::default();
+    let mut recs: HashMap<(String, String), Rec> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(req.changes.len());
+    {
+        let mut exists = tx
+            .prepare_cached("SELECT 1 FROM changes WHERE event_id = ?1")
+            .map_err(internal)?;
+        let mut load = tx
+            .prepare_cached(
+                "SELECT author, space_id, state, updated_at, schema_version, last_seq
+                 FROM records WHERE app_id = ?1 AND tbl = ?2 AND record_id = ?3",
+            )
+            .map_err(internal)?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO changes (event_id, app_id, tbl, record_id, author, space_id, op,
+                   data, fields, updated_at, deleted_at, actor, schema_version, client_id,
+                   created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .map_err(internal)?;
+
+        for (index, c) in req.changes.iter().enumerate() {
+            if !seen.insert(c.event_id.as_str())
+                || exists.exists([&c.event_id]).map_err(internal)?
+            {
+                out.duplicates += 1;
+                continue;
+            }
+            let given_space = c.effective_space_id();
+            if let Some(owner) = given_space.and_then(|s| s.strip_prefix(PERSONAL_PREFIX)) {
+                if owner != user {
+                    return Err(StoreError::Forbidden {
+                        index,
+                        message: format!(
+                            "spaceId {PERSONAL_PREFIX}{owner} is another user's personal space"
+                        ),
+                    });
+                }
+            }
+            let given_space = normalise_space(given_space, user);
+
+            let rec = match recs.entry((c.table.clone(), c.id.clone())) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => {
+                    let row = load
+                        .query_row(params![req.app_id, c.table, c.id], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, Option<String>>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, Option<String>>(3)?,
+                                r.get::<_, u32>(4)?,
+                                r.get::<_, i64>(5)?,
+                            ))
+                        })
+                        .optional()
+                        .map_err(internal)?;
+                    let rec = match row {
+                        Some((author, space_id, state, updated_at, sv, last_seq)) => Rec {
+                            rid_known: true,
+                            author,
+                            space_id,
+                            state: decode_state(&state)?,
+                            updated_at,
+                            schema_version: sv,
+                            last_seq,
+                            dirty: false,
+                        },
+                        None => {
+                            if let Some(space) = &given_space {
+                                if req.viewer.memberships_known
+                                    && !req.viewer.spaces.contains(space)
+                                {
+                                    return Err(StoreError::Forbidden {
+                                        index,
+                                        message: format!("not a member of space {space:?}"),
+                                    });
+                                }
+                            }
+                            Rec {
+                                rid_known: false,
+                                author: user.to_owned(),
+                                space_id: given_space.clone(),
+                                state: RecordState::default(),
+                                updated_at: None,
+                                schema_version: c.schema_version(),
+                                last_seq: 0,
+                                dirty: false,
+                            }
+                        }
+                    };
+                    v.insert(rec)
+                }
+            };
+            if rec.author != user {
+                return Err(StoreError::Forbidden {
+                    index,
+                    message: format!(
+                        "{}/{} belongs to another user: only its author writes it",
+                        c.table, c.id
+                    ),
+                });
+            }
+            if c.effective_space_id().is_some() && given_space != rec.space_id {
+                return Err(StoreError::Invalid {
+                    index,
+                    code: "space_immutable",
+                    message: format!("spaceId of {}/{} can't change after insert", c.table, c.id),
+                });
+            }
+
+            // Fields where the pushed value loses to a newer, different server value.
+            let writes = field_writes(c).map_err(|e| StoreError::Invalid {
+                index,
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+            for (name, incoming) in &writes {
+                if let Some(cur) = rec.state.fields.get(name) {
+                    if cur.at > incoming.at
+                        && cur.value != incoming.value
+                        && !is_empty_value(&incoming.value)
+                    {
+                        out.conflicts.push(Conflict {
+                            collection: c.table.clone(),
+                            id: c.id.clone(),
+                            field: name.clone(),
+                            was_local: incoming.value.clone(),
+                            now_server: cur.value.clone(),
+                            local_at: incoming.at.to_string(),
+                            server_at: cur.at.to_string(),
+                        });
+                    }
+                }
+            }
+            let (state, _) =
+                apply(std::mem::take(&mut rec.state), c).map_err(|e| StoreError::Invalid {
+                    index,
+                    code: e.code(),
+                    message: e.to_string(),
+                })?;
+            rec.state = state;
+
+            let data = c
+                .data
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            let fields = c
+                .fields
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            let actor = c
+                .actor
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            insert
+                .execute(params![
+                    c.event_id,
+                    req.app_id,
+                    c.table,
+                    c.id,
+                    user,
+                    rec.space_id,
+                    op_str(c.op),
+                    data,
+                    fields,
+                    c.updated_at,
+                    c.deleted_at,
+                    actor,
+                    c.schema_version(),
+                    req.client_id,
+                    created_at,
+                ])
+                .map_err(internal)?;
+            let seq = tx.last_insert_rowid();
+            rec.last_seq = seq;
+            rec.dirty = true;
+            rec.schema_version = rec.schema_version.max(c.schema_version());
+            if let Some(at) = change_at(c) {
+                if rec.updated_at.as_deref().is_none_or(|u| at.as_str() > u) {
+                    rec.updated_at = Some(at);
+                }
+            }
+
+            let mut emitted = c.clone();
+            emitted.seq = Some(seq.to_string());
+            emitted.schema_version = Some(c.schema_version());
+            emitted.space_id = rec.space_id.clone().or(emitted.space_id);
+            out.applied.push(LoggedChange {
+                change: emitted,
+                seq,
+                author: user.to_owned(),
+                space_id: rec.space_id.clone(),
+            });
+        }
+
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO records (app_id, tbl, record_id, author, space_id, state,
+                   updated_at, schema_version, last_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (app_id, tbl, record_id) DO UPDATE SET
+                   state = excluded.state, updated_at = excluded.updated_at,
+                   schema_version = excluded.schema_version, last_seq = excluded.last_seq",
+            )
+            .map_err(internal)?;
+        for ((tbl, id), rec) in &recs {
+            if !rec.dirty {
+                continue;
+            }
+            let _ = rec.rid_known;
+            upsert
+                .execute(params![
+                    req.app_id,
+                    tbl,
+                    id,
+                    rec.author,
+                    rec.space_id,
+                    encode_state(&rec.state),
+                    rec.updated_at,
+                    rec.schema_version,
+                    rec.last_seq,
+                ])
+                .map_err(internal)?;
+        }
+    }
+    tx.commit().map_err(internal)?;
+    Ok(out)
+}
+
+/// `{ field: { v, at, a? } }`.
+fn encode_state(state: &RecordState) -> String {
+    let mut m = Map::with_capacity(state.fields.len());
+    for (name, f) in &state.fields {
+        let mut e = Map::with_capacity(3);
+        e.insert("v".into(), f.value.clone());
+        e.insert("at".into(), Value::String(f.at.to_string()));
+        if let Some(a) = &f.actor {
+            e.insert("a".into(), a.clone());
+        }
+        m.insert(name.clone(), Value::Object(e));
+    }
+    Value::Object(m).to_string()
+}
+
+fn decode_state(s: &str) -> Result<RecordState, StoreError> {
+    let m: Map<String, Value> =
+        serde_json::from_str(s).map_err(|e| internal(format!("corrupt record state: {e}")))?;
+    let mut state = RecordState::default();
+    for (name, e) in m {
+        let at = e
+            .get("at")
+            .and_then(Value::as_str)
+            .and_then(|s| Hlc::parse(s).ok())
+            .ok_or_else(|| internal(format!("corrupt record state: field {name} has no HLC")))?;
+        state.fields.insert(
+            name,
+            FieldState {
+                value: e.get("v").cloned().unwrap_or(Value::Null),
+                at,
+                actor: e.get("a").cloned(),
+            },
+        );
+    }
+    Ok(state)
+}
+
+fn json_list(items: impl IntoIterator<Item = impl Into<String>>) -> String {
+    Value::Array(items.into_iter().map(|s| Value::String(s.into())).collect()).to_string()
+}
+
+fn page_tx(conn: &mut Connection, q: &PageQuery) -> Result<Page, StoreError> {
+    let tx = conn.transaction().map_err(internal)?;
+    let head: i64 = tx
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })
+        .map_err(internal)?;
+    let limit = q.limit.clamp(1, 100_000);
+    let cols = q.collections.as_ref().map(|c| json_list(c.iter().cloned()));
+    let spaces = json_list(q.viewer.spaces.iter().cloned());
+    let page = match q.since {
+        // A cursor from the future (another or a reset server): serve a full resync.
+        Some(Cursor::Log(since)) if since <= head => {
+            log_page(&tx, q, since, head, limit, cols.as_deref(), &spaces)?
+        }
+        Some(Cursor::Snapshot { upto, after }) if upto <= head => {
+            snapshot_page(&tx, q, upto, after, head, limit, cols.as_deref(), &spaces)?
+        }
+        _ => snapshot_page(&tx, q, head, 0, head, limit, cols.as_deref(), &spaces)?,
+    };
+    tx.finish().map_err(internal)?;
+    Ok(page)
+}
+
+fn log_page(
+    tx: &rusqlite::Transaction<'_>,
+    q: &PageQuery,
+    since: i64,
+    head: i64,
+    limit: usize,
+    cols: Option<&str>,
+    spaces: &str,
+) -> Result<Page, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, event_id, tbl, record_id, op, data, fields, updated_at, deleted_at,
+                    actor, schema_version, space_id
+             FROM changes
+             WHERE app_id = ?1 AND seq > ?2
+               AND (?3 IS NULL OR tbl IN (SELECT value FROM json_each(?3)))
+               AND (author = ?4 OR space_id IN (SELECT value FROM json_each(?5)))
+               AND (?6 IS NULL OR client_id <> ?6)
+             ORDER BY seq LIMIT ?7",
+        )
+        .map_err(internal)?;
+    let mut rows = stmt
+        .query(params![
+            q.app_id,
+            since,
+            cols,
+            q.viewer.user_id,
+            spaces,
+            q.exclude_client,
+            (limit + 1) as i64
+        ])
+        .map_err(internal)?;
+    let mut changes = Vec::with_capacity(limit.min(1024));
+    let mut last_seq = since;
+    let mut has_more = false;
+    while let Some(r) = rows.next().map_err(internal)? {
+        if changes.len() == limit {
+            has_more = true;
+            break;
+        }
+        let seq: i64 = r.get(0).map_err(internal)?;
+        let json = |i: usize| -> Result<Option<String>, StoreError> { r.get(i).map_err(internal) };
+        let parse_err = |e: serde_json::Error| internal(format!("corrupt change {seq}: {e}"));
+        let op = match r.get_ref(4).map_err(internal)?.as_str().unwrap_or("") {
+            "insert" => Op::Insert,
+            "update" => Op::Update,
+            "delete" => Op::Delete,
+            _ => Op::Unknown,
+        };
+        changes.push(Change {
+            event_id: r.get(1).map_err(internal)?,
+            table: r.get(2).map_err(internal)?,
+            id: r.get(3).map_err(internal)?,
+            op,
+            data: json(5)?
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(parse_err)?,
+            fields: json(6)?
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(parse_err)?,
+            updated_at: r.get(7).map_err(internal)?,
+            deleted_at: r.get(8).map_err(internal)?,
+            actor: json(9)?
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(parse_err)?,
+            schema_version: Some(r.get(10).map_err(internal)?),
+            space_id: r.get(11).map_err(internal)?,
+            seq: Some(seq.to_string()),
+        });
+        last_seq = seq;
+    }
+    let next = if has_more { last_seq } else { head.max(since) };
+    Ok(Page {
+        changes,
+        next: Cursor::Log(next),
+        has_more,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn snapshot_page(
+    tx: &rusqlite::Transaction<'_>,
+    q: &PageQuery,
+    upto: i64,
+    after: i64,
+    head: i64,
+    limit: usize,
+    cols: Option<&str>,
+    spaces: &str,
+) -> Result<Page, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT rid, tbl, record_id, space_id, state, updated_at, schema_version, last_seq
+             FROM records
+             WHERE app_id = ?1 AND rid > ?2
+               AND (?3 IS NULL OR tbl IN (SELECT value FROM json_each(?3)))
+               AND (author = ?4 OR space_id IN (SELECT value FROM json_each(?5)))
+             ORDER BY rid LIMIT ?6",
+        )
+        .map_err(internal)?;
+    let mut rows = stmt
+        .query(params![
+            q.app_id,
+            after,
+            cols,
+            q.viewer.user_id,
+            spaces,
+            (limit + 1) as i64
+        ])
+        .map_err(internal)?;
+    let mut changes = Vec::with_capacity(limit.min(1024));
+    let mut last_rid = after;
+    let mut has_more = false;
+    while let Some(r) = rows.next().map_err(internal)? {
+        if changes.len() == limit {
+            has_more = true;
+            break;
+        }
+        let rid: i64 = r.get(0).map_err(internal)?;
+        let table: String = r.get(1).map_err(internal)?;
+        let id: String = r.get(2).map_err(internal)?;
+        let space_id: Option<String> = r.get(3).map_err(internal)?;
+        let state = decode_state(&r.get::<_, String>(4).map_err(internal)?)?;
+        let updated_at: Option<String> = r.get(5).map_err(internal)?;
+        let schema_version: u32 = r.get(6).map_err(internal)?;
+        let last_seq: i64 = r.get(7).map_err(internal)?;
+        changes.push(snapshot_change(
+            &q.app_id,
+            table,
+            id,
+            space_id,
+            &state,
+            updated_at,
+            schema_version,
+            last_seq,
+        ));
+        last_rid = rid;
+    }
+    if has_more {
+        return Ok(Page {
+            changes,
+            next: Cursor::Snapshot {
+                upto,
+                after: last_rid,
+            },
+            has_more,
+        });
+    }
+    // Snapshot done: continue from the log position it was taken at. Changes committed while
+    // it was paged are still to come, so say so.
+    Ok(Page {
+        changes,
+        next: Cursor::Log(upto),
+        has_more: upto < head,
+    })
+}
+
+/// The current state of one record as one change. An `update` whose `fields` carry every
+/// field with its own HLC (an `insert` has one timestamp for the whole record, which would
+/// make old fields look new and beat concurrent local edits); the tombstone also travels as a
+/// top-level `deletedAt`. Its `eventId` is a deterministic UUID (v8) of the record and its last
+/// sequence number, its `seq` that sequence number.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn snapshot_change(
+    app_id: &str,
+    table: String,
+    id: String,
+    space_id: Option<String>,
+    state: &RecordState,
+    updated_at: Option<String>,
+    schema_version: u32,
+    last_seq: i64,
+) -> Change {
+    let mut h = Sha256::new();
+    for part in [app_id, &table, &id, &last_seq.to_string()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let event_id = uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string();
+
+    let mut change = Change {
+        event_id,
+        table,
+        id,
+        op: Op::Update,
+        data: None,
+        fields: None,
+        deleted_at: state.deleted_at().map(str::to_owned),
+        updated_at: state.last_changed().map(|h| h.to_string()),
+        schema_version: Some(schema_version),
+        actor: None,
+        space_id,
+        seq: Some(last_seq.to_string()),
+    };
+    if state.fields.is_empty() {
+        // An insert of an empty record: nothing but its id and timestamp.
+        let mut data = Map::new();
+        data.insert(FIELD_ID.into(), Value::String(change.id.clone()));
+        change.op = Op::Insert;
+        change.data = Some(data);
+        change.updated_at = updated_at;
+        return change;
+    }
+    let fields: BTreeMap<String, FieldChange> = state
+        .fields
+        .iter()
+        .map(|(name, f)| {
+            (
+                name.clone(),
+                FieldChange {
+                    value: f.value.clone(),
+                    updated_at: f.at.to_string(),
+                },
+            )
+        })
+        .collect();
+    // One actor per change: the one of the latest write.
+    change.actor = state
+        .fields
+        .values()
+        .max_by_key(|f| f.at)
+        .and_then(|f| f.actor.clone());
+    change.fields = Some(fields);
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Viewer;
+    use serde_json::json;
+
+    fn hlc(ms: u64, node: u64) -> String {
+        Hlc::new(ms, 0, node).unwrap().to_string()
+    }
+
+    fn ch(v: Value) -> Change {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn eid(n: u32) -> String {
+        format!("0190a6f0-0000-7000-8000-{n:012}")
+    }
+
+    fn push(
+        store: &SqliteStore,
+        user: &str,
+        changes: Vec<Change>,
+    ) -> Result<PushOutcome, StoreError> {
+        let mut c = store.inner.writer.lock().unwrap();
+        push_tx(
+            &mut c,
+            &PushRequest {
+                app_id: "notes".into(),
+                viewer: Viewer::personal(user),
+                client_id: format!("{user}-c"),
+                changes,
+            },
+        )
+    }
+
+    fn page(store: &SqliteStore, user: &str, since: Option<Cursor>, limit: usize) -> Page {
+        store
+            .inner
+            .with_reader(|c| {
+                page_tx(
+                    c,
+                    &PageQuery {
+                        app_id: "notes".into(),
+                        viewer: Viewer::personal(user),
+                        collections: None,
+                        since,
+                        limit,
+                        exclude_client: None,
+                    },
+                )
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn snapshot_keeps_per_field_timestamps_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+        push(
+            &store,
+            "a",
+            vec![
+                ch(json!({"eventId": eid(1), "table": "notes", "id": "n1", "op": "insert",
+                    "data": {"title": "t", "body": "b"}, "updatedAt": hlc(1, 1), "actor": {"kind": "ai"}})),
+                ch(json!({"eventId": eid(2), "table": "notes", "id": "n1", "op": "update",
+                    "fields": {"title": {"value": "T", "updatedAt": hlc(5, 1)}}})),
+                ch(json!({"eventId": eid(3), "table": "notes", "id": "n2", "op": "insert",
+                    "data": {"title": "x"}, "updatedAt": hlc(2, 1)})),
+                ch(json!({"eventId": eid(4), "table": "notes", "id": "n2", "op": "delete",
+                    "deletedAt": hlc(6, 1)})),
+            ],
+        )
+        .unwrap();
+        let p = page(&store, "a", None, 10);
+        assert!(!p.has_more);
+        assert_eq!(p.next, Cursor::Log(4));
+        assert_eq!(p.changes.len(), 2);
+        let n1 = &p.changes[0];
+        n1.validate().unwrap();
+        let f = n1.fields.as_ref().unwrap();
+        assert_eq!(f["title"].updated_at, hlc(5, 1));
+        assert_eq!(f["body"].updated_at, hlc(1, 1));
+        let n2 = &p.changes[1];
+        assert_eq!(n2.deleted_at.as_deref(), Some(hlc(6, 1).as_str()));
+        // Applying the snapshot change rebuilds exactly the server state.
+        let (s, _) = apply(RecordState::default(), n1).unwrap();
+        assert_eq!(s.fields["body"].at.to_string(), hlc(1, 1));
+        // Another user sees nothing.
+        assert!(page(&store, "b", None, 10).changes.is_empty());
+    }
+
+    #[test]
+    fn invalid_push_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+        push(
+            &store,
+            "a",
+            vec![ch(
+                json!({"eventId": eid(1), "table": "notes", "id": "n1", "op": "insert",
+                "data": {"title": "t"}, "updatedAt": hlc(1, 1)}),
+            )],
+        )
+        .unwrap();
+        let err = push(
+            &store,
+            "b",
+            vec![
+                ch(
+                    json!({"eventId": eid(2), "table": "notes", "id": "n9", "op": "insert",
+                    "data": {"title": "ok"}, "updatedAt": hlc(1, 2)}),
+                ),
+                ch(
+                    json!({"eventId": eid(3), "table": "notes", "id": "n1", "op": "update",
+                    "fields": {"title": {"value": "hijack", "updatedAt": hlc(9, 2)}}}),
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Forbidden { index: 1, .. }));
+        assert!(page(&store, "b", None, 10).changes.is_empty());
+        assert_eq!(page(&store, "a", Some(Cursor::Log(0)), 10).changes.len(), 1);
+    }
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.db");
+        drop(open_writer(&p).unwrap());
+        let c = open_writer(&p).unwrap();
+        migrate(&c).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,216 @@
+//! `GET /ws` (all apps) and the legacy `GET /ws/{appId}` (one app).
+//!
+//! Protocol: the client's first frame is `{type:"auth", token, clientId?}` (browsers can't set
+//! headers on a WebSocket; `?token=` is accepted too). The server answers
+//! `{type:"auth-ok", userId}` once the subscription is live, then sends
+//! `{type:"sync-available", appId, table}` whenever a push by another client touches a table
+//! with rows the user can see; the client then pulls. A client frame `{type:"ping"}` is
+//! answered `{type:"pong"}`. Auth failures: `{type:"error", code:"unauthorized", message}` and
+//! close code 4401.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::AuthUser;
+use crate::error::AppError;
+use crate::store::Viewer;
+use crate::sync::check_app_id;
+use crate::{wait_shutdown, AppState, PushEvent};
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WsParams {
+    token: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
+fn upgrade_error(e: axum::extract::ws::rejection::WebSocketUpgradeRejection) -> Response {
+    AppError::bad_request("websocket_required", e.body_text()).into_response()
+}
+
+pub async fn ws_all(
+    State(st): State<AppState>,
+    params: Result<Query<WsParams>, QueryRejection>,
+    ws: Upgrade,
+) -> Response {
+    let p = params.map(|q| q.0).unwrap_or_default();
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| run(st, socket, None, p)),
+        Err(e) => upgrade_error(e),
+    }
+}
+
+pub async fn ws_app(
+    State(st): State<AppState>,
+    Path(app_id): Path<String>,
+    params: Result<Query<WsParams>, QueryRejection>,
+    ws: Upgrade,
+) -> Response {
+    if let Err(e) = check_app_id(&app_id) {
+        return e.into_response();
+    }
+    let p = params.map(|q| q.0).unwrap_or_default();
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| run(st, socket, Some(app_id), p)),
+        Err(e) => upgrade_error(e),
+    }
+}
+
+async fn send_json(socket: &mut WebSocket, v: Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn reject(mut socket: WebSocket, code: &str, message: &str, close: u16) {
+    let _ = send_json(
+        &mut socket,
+        json!({"type": "error", "code": code, "message": message}),
+    )
+    .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close,
+            reason: code.to_owned().into(),
+        })))
+        .await;
+}
+
+/// Waits for the `{type:"auth"}` frame.
+async fn read_auth(socket: &mut WebSocket) -> Result<(String, Option<String>), &'static str> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(t))) => {
+                let f: AuthFrame = serde_json::from_str(t.as_str())
+                    .map_err(|_| "first frame must be {type:\"auth\", token}")?;
+                if f.kind != "auth" {
+                    return Err("first frame must be {type:\"auth\", token}");
+                }
+                return Ok((f.token, f.client_id));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return Err("connection closed before auth"),
+        }
+    }
+}
+
+async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsParams) {
+    let (token, client_id) = match p.token.filter(|t| !t.is_empty()) {
+        Some(t) => (t, p.client_id),
+        None => match tokio::time::timeout(AUTH_TIMEOUT, read_auth(&mut socket)).await {
+            Ok(Ok((t, c))) => (t, c.or(p.client_id)),
+            Ok(Err(why)) => return reject(socket, "unauthorized", why, 4401).await,
+            Err(_) => return reject(socket, "unauthorized", "no auth frame in time", 4401).await,
+        },
+    };
+    let user_id = match st.auth.verify(&token).await {
+        Ok(u) => u,
+        Err(e) => return reject(socket, e.code, &e.message, 4401).await,
+    };
+    let viewer = match st.memberships.viewer(&AuthUser { user_id, token }).await {
+        Ok(v) => v,
+        Err(e) => return reject(socket, e.code, &e.message, 1011).await,
+    };
+    // Subscribe before saying ready: every push after `auth-ok` is announced.
+    let mut rx = st.events.subscribe();
+    let mut seen = st.store.head().await.unwrap_or(0);
+    let mut shutdown = st.shutdown.clone();
+    if !send_json(
+        &mut socket,
+        json!({"type": "auth-ok", "userId": viewer.user_id}),
+    )
+    .await
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = wait_shutdown(&mut shutdown) => {
+                let _ = socket.send(Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: "server shutting down".into(),
+                }))).await;
+                return;
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let kind = serde_json::from_str::<Value>(t.as_str())
+                        .ok()
+                        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
+                    if kind.as_deref() == Some("ping") && !send_json(&mut socket, json!({"type": "pong"})).await {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            ev = rx.recv() => {
+                let tables = match ev {
+                    Ok(ev) => {
+                        if let Some(max) = ev.changes.iter().map(|c| c.seq).max() {
+                            seen = seen.max(max);
+                        }
+                        tables_for(&ev, &viewer, app.as_deref(), client_id.as_deref())
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Fell behind the live feed: ask the store what changed instead.
+                        let after = seen;
+                        seen = st.store.head().await.unwrap_or(seen);
+                        st.store
+                            .changed_tables(viewer.clone(), after, app.clone())
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect()
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                for (app_id, table) in tables {
+                    if !send_json(&mut socket, json!({"type": "sync-available", "appId": app_id, "table": table})).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tables_for(
+    ev: &PushEvent,
+    viewer: &Viewer,
+    app: Option<&str>,
+    own_client: Option<&str>,
+) -> BTreeSet<(String, String)> {
+    if app.is_some_and(|a| a != ev.app_id) || own_client == Some(ev.client_id.as_str()) {
+        return BTreeSet::new();
+    }
+    ev.changes
+        .iter()
+        .filter(|c| viewer.sees(&c.author, c.space_id.as_deref()))
+        .map(|c| (ev.app_id.clone(), c.change.table.clone()))
+        .collect()
+}

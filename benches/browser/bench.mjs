@@ -1,0 +1,94 @@
+// In-browser benchmarks of the wasm store (printed, never asserted). Open through
+// `make bench` (headless Chromium) or any static server at the repo root.
+import init, { ManaStore } from "../../pkg/mana_sync.js";
+
+const RUNS = 5;
+const N = 10_000;
+
+function records(n) {
+  // ~150 bytes of JSON each.
+  return Array.from({ length: n }, (_, i) => ({
+    id: `rec-${String(i).padStart(6, "0")}`,
+    title: `Note number ${i} about things`,
+    content: `Some body text for note ${i}, lorem ipsum dolor.`,
+    updatedAt: 1_700_000_000_000 + i,
+    pinned: i % 7 === 0,
+  }));
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function bulkPutRun(encrypted, run) {
+  const name = `bench-${encrypted ? "enc" : "plain"}-${run}-${Math.random()}`;
+  const store = await ManaStore.open({
+    name, userId: "bench",
+    apps: { bench: { collections: { notes: { indexes: ["updatedAt"], encrypted: encrypted ? ["title", "content"] : [] } } } },
+  });
+  await store.unlock(ManaStore.generateVaultKey());
+  const data = records(N);
+  const t0 = performance.now();
+  await store.bulkPut("notes", data);
+  const ms = performance.now() - t0;
+  const pending = await store.pendingCount();
+  if (pending !== N) throw new Error(`expected ${N} pending changes, got ${pending}`);
+  const t1 = performance.now();
+  const all = await store.list("notes");
+  const listMs = performance.now() - t1;
+  if (all.length !== N) throw new Error(`list returned ${all.length}`);
+  await store.close();
+  indexedDB.deleteDatabase(name);
+  return { ms, listMs };
+}
+
+async function rawIdbRun(run) {
+  // Baseline: raw IndexedDB puts of the same records, fired without awaiting each.
+  const name = `bench-raw-${run}-${Math.random()}`;
+  const db = await new Promise((res, rej) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore("notes", { keyPath: "id" }).createIndex("updatedAt", "updatedAt");
+    r.onsuccess = () => res(r.result);
+    r.onerror = () => rej(r.error);
+  });
+  const data = records(N);
+  const t0 = performance.now();
+  await new Promise((res, rej) => {
+    const tx = db.transaction("notes", "readwrite");
+    const s = tx.objectStore("notes");
+    for (const r of data) s.put(r);
+    tx.oncomplete = res;
+    tx.onerror = () => rej(tx.error);
+  });
+  const ms = performance.now() - t0;
+  db.close();
+  indexedDB.deleteDatabase(name);
+  return { ms };
+}
+
+async function main() {
+  await init();
+  const results = {};
+  const cases = {
+    "bulkPut 10k, 2 encrypted fields, with pending changes": (r) => bulkPutRun(true, r),
+    "bulkPut 10k, no encryption, with pending changes": (r) => bulkPutRun(false, r),
+    "raw IndexedDB put 10k, not awaiting each (baseline)": (r) => rawIdbRun(r),
+  };
+  for (const [label, fn] of Object.entries(cases)) {
+    const runs = [];
+    for (let r = 0; r < RUNS; r++) runs.push(await fn(r));
+    results[label] = {
+      medianMs: Math.round(median(runs.map((x) => x.ms))),
+      runsMs: runs.map((x) => Math.round(x.ms)),
+      ...(runs[0].listMs !== undefined ? { listAllMedianMs: Math.round(median(runs.map((x) => x.listMs))) } : {}),
+    };
+  }
+  document.getElementById("out").textContent = JSON.stringify(results, null, 2);
+  window.__benchResults = results;
+}
+
+main().catch((e) => {
+  document.getElementById("out").textContent = `error: ${e.code ?? ""} ${e.message}`;
+  window.__benchResults = { error: String(e.message) };
+});

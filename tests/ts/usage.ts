@@ -1,0 +1,40 @@
+// Type-checks a typical app's use of the generated typings (`tsc --noEmit` in make test).
+// Not executed: the browser tests run the same calls for real.
+import init, { ManaStore, LiveQuery, mergeChanges } from "../../pkg/mana_sync.js";
+import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery } from "../../pkg/mana_sync.js";
+
+interface Note extends ManaRecord { title: string; updatedAt: number }
+
+export async function app(): Promise<number> {
+  await init();
+  const config: StoreConfig = {
+    name: "notes-app",
+    userId: "u1",
+    apps: { notes: { collections: { notes: { indexes: ["updatedAt"], encrypted: ["title", "content"] } } } },
+  };
+  const store: ManaStore = await ManaStore.open(config);
+  await store.unlock(ManaStore.generateVaultKey());
+  const note: Note = { id: "n1", title: "Hello", updatedAt: Date.now() };
+  await store.put("notes", note);
+  await store.put("notes", note, { actor: { kind: "ai", model: "x" } });
+  await store.bulkPut("notes", [note]);
+  await store.update("notes", "n1", { title: "Hi" });
+  await store.delete("notes", "n1");
+  const one: ManaRecord | undefined = await store.get("notes", "n1");
+  const query: ListQuery = { index: "updatedAt", range: { lower: 0 }, includeDeleted: false, limit: 10 };
+  const all: ManaRecord[] = await store.list("notes", query);
+  const live: LiveQuery = store.liveQuery("notes");
+  const unsubscribe: () => void = live.subscribe((rows) => console.log(rows?.length));
+  unsubscribe();
+  const changes: Change[] = [];
+  try {
+    const merged: MergeResult = mergeChanges(changes);
+    console.log(merged.record.id, merged.conflicts.length);
+  } catch (e) {
+    console.log((e as ManaError).code);
+  }
+  const n: number = await store.pendingCount();
+  store.lock();
+  await store.close();
+  return n + all.length + (one ? 1 : 0) + store.clientId.length;
+}

@@ -703,7 +703,7 @@ fn scan_entries(zip: &Zip<'_>, limits: &Limits, outer: bool) -> Result<Scan> {
 }
 
 /// Every file listed in `files` exists and every data file is listed (when `files` is present);
-/// tables with rows in `rowCounts` have a file.
+/// every data file has a `rowCounts` entry and tables with rows in `rowCounts` have a file.
 fn check_listed_files(manifest: &Manifest, tables: &[TableEntry]) -> Result<()> {
     let present: BTreeSet<String> = tables
         .iter()
@@ -720,6 +720,16 @@ fn check_listed_files(manifest: &Manifest, tables: &[TableEntry]) -> Result<()> 
                 "{extra} is not listed in the manifest"
             )));
         }
+    }
+    if let Some(t) = tables
+        .iter()
+        .find(|t| !manifest.row_counts.contains_key(&t.name))
+    {
+        return Err(BackupError::corrupt_at(
+            &t.name,
+            None,
+            format!("data/{}.jsonl has no entry in rowCounts", t.name),
+        ));
     }
     for (table, &n) in &manifest.row_counts {
         if n > 0 && !tables.iter().any(|t| &t.name == table) {

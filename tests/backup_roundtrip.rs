@@ -484,13 +484,13 @@ fn non_empty(t: Tables) -> Tables {
 fn mutated_archives_fail_with_codes_never_panics() {
     let mut seeds: Vec<(Vec<u8>, Option<&str>)> = vec![
         (
-            write(&sample_tables()[1..].to_vec())
+            write(&sample_tables()[1..])
                 .finish_unsealed()
                 .unwrap(),
             None,
         ),
         (
-            write(&sample_tables()[1..].to_vec())
+            write(&sample_tables()[1..])
                 .finish_sealed_with_iterations("pw", 1)
                 .unwrap(),
             Some("pw"),

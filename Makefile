@@ -1,6 +1,6 @@
 # `make test` is what CI runs (.ci/run). Every step is a small script in scripts/ci/,
 # so the same step runs the same way locally and in CI.
-.PHONY: test install lint test-native test-browser test-server demo
+.PHONY: test install lint test-native test-browser test-server demo bench
 
 test: install
 	@start=$$(date +%s); \
@@ -19,3 +19,6 @@ lint test-native test-browser test-server: install
 
 demo: install
 	@bash scripts/ci/demo.sh
+
+bench: install
+	@bash scripts/ci/bench.sh

@@ -92,17 +92,17 @@ async fn sleep(ms: i32) {
 async fn crud_round_trip_with_pending_changes() {
     let name = unique("crud");
     let s = open_unlocked(&name).await;
-    let none = JsValue::UNDEFINED;
+
     ok(s.put(
         "notes".into(),
         js(json!({"id": "n1", "title": "Hello", "updatedAt": 1})),
-        none.clone(),
+        None,
     ))
     .await;
     ok(s.bulk_put(
         "notes".into(),
         js(json!([{"id": "n2", "title": "B", "updatedAt": 3}, {"id": "n3", "updatedAt": 2}])),
-        none.clone(),
+        None,
     ))
     .await;
     assert_eq!(pending(&s).await, 3);
@@ -115,14 +115,14 @@ async fn crud_round_trip_with_pending_changes() {
         "notes".into(),
         "n1".into(),
         js(json!({"content": "body"})),
-        js(json!({"actor": {"kind": "ai"}})),
+        Some(js(json!({"actor": {"kind": "ai"}})).unchecked_into()),
     ))
     .await;
     assert_eq!(
         ok(s.get("notes".into(), "n1".into())).await["content"],
         json!("body")
     );
-    ok(s.delete("notes".into(), "n2".into(), none.clone())).await;
+    ok(s.delete("notes".into(), "n2".into(), None)).await;
     assert_eq!(pending(&s).await, 5);
 
     let ids = |v: Value| {
@@ -132,30 +132,34 @@ async fn crud_round_trip_with_pending_changes() {
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
+    assert_eq!(ids(ok(s.list("notes".into(), None)).await), ["n1", "n3"]);
     assert_eq!(
-        ids(ok(s.list("notes".into(), none.clone())).await),
-        ["n1", "n3"]
-    );
-    assert_eq!(
-        ids(ok(s.list("notes".into(), js(json!({"includeDeleted": true})))).await),
+        ids(ok(s.list(
+            "notes".into(),
+            Some(js(json!({"includeDeleted": true})).unchecked_into())
+        ))
+        .await),
         ["n1", "n2", "n3"]
     );
     let by_index = ok(s.list(
         "notes".into(),
-        js(json!({"index": "updatedAt", "range": {"lower": 1, "upper": 2}})),
+        Some(js(json!({"index": "updatedAt", "range": {"lower": 1, "upper": 2}})).unchecked_into()),
     ))
     .await;
     assert_eq!(ids(by_index), ["n1", "n3"]);
     let rev = ok(s.list(
         "notes".into(),
-        js(json!({"index": "updatedAt", "reverse": true, "limit": 1})),
+        Some(js(json!({"index": "updatedAt", "reverse": true, "limit": 1})).unchecked_into()),
     ))
     .await;
     assert_eq!(ids(rev), ["n3"]);
-    for r in ok(s.list("notes".into(), js(json!({"includeDeleted": true}))))
-        .await
-        .as_array()
-        .unwrap()
+    for r in ok(s.list(
+        "notes".into(),
+        Some(js(json!({"includeDeleted": true})).unchecked_into()),
+    ))
+    .await
+    .as_array()
+    .unwrap()
     {
         assert!(r.get("__fieldMeta").is_none());
     }
@@ -166,7 +170,7 @@ async fn crud_round_trip_with_pending_changes() {
         json!({"kind": "ai"})
     );
     assert_eq!(
-        code(s.update("notes".into(), "missing".into(), js(json!({"a": 1})), none)).await,
+        code(s.update("notes".into(), "missing".into(), js(json!({"a": 1})), None)).await,
         "not_found"
     );
 }
@@ -178,14 +182,14 @@ async fn a_write_and_its_pending_change_are_atomic() {
     ok(s.put(
         "notes".into(),
         js(json!({"id": "keep", "title": "x"})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     s.fail_next_commit();
     let c = code(s.bulk_put(
         "notes".into(),
         js(json!([{"id": "a1", "title": "x"}, {"id": "a2"}])),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     assert_eq!(c, "storage");
@@ -197,7 +201,7 @@ async fn a_write_and_its_pending_change_are_atomic() {
         "neither the records nor their pending changes"
     );
     // The store keeps working after the aborted transaction.
-    ok(s.put("notes".into(), js(json!({"id": "a1"})), JsValue::UNDEFINED)).await;
+    ok(s.put("notes".into(), js(json!({"id": "a1"})), None)).await;
     assert_eq!(pending(&s).await, 2);
 }
 
@@ -208,13 +212,13 @@ async fn registered_fields_are_ciphertext_at_rest_and_shared_spaces_stay_plainte
     ok(s.put(
         "notes".into(),
         js(json!({"id": "p", "title": "secret", "content": {"a": 1}, "updatedAt": 5})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     ok(s.put(
         "notes".into(),
         js(json!({"id": "s", "title": "team", "spaceId": "space-1"})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     let raw = raw_get(&name, "notes", "p").await;
@@ -241,44 +245,30 @@ async fn a_locked_vault_refuses_and_writes_nothing() {
     ok(s.put(
         "notes".into(),
         js(json!({"id": "p", "title": "secret"})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     ok(s.put(
         "notes".into(),
         js(json!({"id": "s", "title": "team", "spaceId": "space-1"})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
     s.lock();
     assert!(!s.is_unlocked());
     assert_eq!(
-        code(s.put(
-            "notes".into(),
-            js(json!({"id": "q", "title": "x"})),
-            JsValue::UNDEFINED
-        ))
-        .await,
+        code(s.put("notes".into(), js(json!({"id": "q", "title": "x"})), None)).await,
         "vault_locked"
     );
     assert_eq!(
-        code(s.update(
-            "notes".into(),
-            "p".into(),
-            js(json!({"title": "y"})),
-            JsValue::UNDEFINED
-        ))
-        .await,
+        code(s.update("notes".into(), "p".into(), js(json!({"title": "y"})), None)).await,
         "vault_locked"
     );
     assert_eq!(
         code(s.get("notes".into(), "p".into())).await,
         "vault_locked"
     );
-    assert_eq!(
-        code(s.list("notes".into(), JsValue::UNDEFINED)).await,
-        "vault_locked"
-    );
+    assert_eq!(code(s.list("notes".into(), None)).await, "vault_locked");
     assert_eq!(raw_get(&name, "notes", "q").await, Value::Null);
     assert_eq!(pending(&s).await, 2);
     // A shared-space record is readable while locked.
@@ -300,7 +290,7 @@ async fn a_locked_vault_refuses_and_writes_nothing() {
 async fn bad_input_gets_coded_errors_and_writes_nothing() {
     let name = unique("bad");
     let s = open_unlocked(&name).await;
-    let u = || JsValue::UNDEFINED;
+    let u = || None;
     assert_eq!(
         code(s.put("nope".into(), js(json!({"id": "x"})), u())).await,
         "unknown_collection"
@@ -318,7 +308,7 @@ async fn bad_input_gets_coded_errors_and_writes_nothing() {
         "invalid_record"
     );
     assert_eq!(
-        code(s.put("notes".into(), u(), u())).await,
+        code(s.put("notes".into(), JsValue::UNDEFINED, u())).await,
         "invalid_record"
     );
     // One bad record fails the whole batch.
@@ -328,11 +318,15 @@ async fn bad_input_gets_coded_errors_and_writes_nothing() {
     );
     assert_eq!(raw_get(&name, "notes", "ok1").await, Value::Null);
     assert_eq!(
-        code(s.list("notes".into(), js(json!({"index": "nope"})))).await,
+        code(s.list(
+            "notes".into(),
+            Some(js(json!({"index": "nope"})).unchecked_into())
+        ))
+        .await,
         "unknown_index"
     );
     assert_eq!(pending(&s).await, 0);
-    assert!(s.live_query("nope".into(), u()).is_err());
+    assert!(s.live_query("nope".into(), None).is_err());
     let err = match ManaStore::open_with(
         serde_json::from_value(json!({"name": "", "userId": "u"})).unwrap(),
     )
@@ -351,7 +345,7 @@ async fn live_query_notifies_on_put_update_and_delete() {
     let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
     let sink = seen.clone();
     let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
-    let lq = s.live_query("notes".into(), JsValue::UNDEFINED).unwrap();
+    let lq = s.live_query("notes".into(), None).unwrap();
     let unsubscribe: js_sys::Function = lq
         .subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone())
         .unchecked_into();
@@ -368,28 +362,17 @@ async fn live_query_notifies_on_put_update_and_delete() {
     }
     wait_for(&seen, 2).await;
     assert_eq!(seen.borrow()[1], json!([]));
-    ok(s.put(
-        "notes".into(),
-        js(json!({"id": "n1", "title": "a"})),
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    ok(s.put("notes".into(), js(json!({"id": "n1", "title": "a"})), None)).await;
     wait_for(&seen, 3).await;
     assert_eq!(seen.borrow()[2][0]["title"], json!("a"));
-    ok(s.update(
-        "notes".into(),
-        "n1".into(),
-        js(json!({"title": "b"})),
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    ok(s.update("notes".into(), "n1".into(), js(json!({"title": "b"})), None)).await;
     wait_for(&seen, 4).await;
     assert_eq!(seen.borrow()[3][0]["title"], json!("b"));
-    ok(s.delete("notes".into(), "n1".into(), JsValue::UNDEFINED)).await;
+    ok(s.delete("notes".into(), "n1".into(), None)).await;
     wait_for(&seen, 5).await;
     assert_eq!(seen.borrow()[4], json!([]));
     unsubscribe.call0(&JsValue::NULL).unwrap();
-    ok(s.put("notes".into(), js(json!({"id": "n2"})), JsValue::UNDEFINED)).await;
+    ok(s.put("notes".into(), js(json!({"id": "n2"})), None)).await;
     // A query that would now differ: give it time to (wrongly) arrive.
     sleep(100).await;
     assert_eq!(seen.borrow().len(), 5, "no calls after unsubscribe");
@@ -401,12 +384,7 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
     let name = unique("reopen");
     let s = open_unlocked(&name).await;
     let client_id = s.client_id();
-    ok(s.put(
-        "notes".into(),
-        js(json!({"id": "n1", "title": "t"})),
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    ok(s.put("notes".into(), js(json!({"id": "n1", "title": "t"})), None)).await;
     let at1 = raw_get(&name, "notes", "n1").await["__fieldMeta"]["title"]["at"]
         .as_str()
         .unwrap()
@@ -426,19 +404,18 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
         json!("t")
     );
     assert_eq!(pending(&s2).await, 1);
-    ok(s2.put(
-        "tags".into(),
-        js(json!({"id": "t1", "label": "x"})),
-        JsValue::UNDEFINED,
-    ))
-    .await;
+    ok(s2.put("tags".into(), js(json!({"id": "t1", "label": "x"})), None)).await;
     ok(s2.put(
         "notes".into(),
         js(json!({"id": "n2", "title": "u", "pinned": 1})),
-        JsValue::UNDEFINED,
+        None,
     ))
     .await;
-    let pinned = ok(s2.list("notes".into(), js(json!({"index": "pinned", "equals": 1})))).await;
+    let pinned = ok(s2.list(
+        "notes".into(),
+        Some(js(json!({"index": "pinned", "equals": 1})).unchecked_into()),
+    ))
+    .await;
     assert_eq!(pinned.as_array().unwrap().len(), 1);
     let at2 = raw_get(&name, "notes", "n2").await["__fieldMeta"]["title"]["at"]
         .as_str()

@@ -3,6 +3,7 @@
 # Each step is skipped when the tool is already present at the pinned version,
 # and each step's duration is printed so slow installs are visible in CI logs.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 
 WASM_PACK_VERSION=0.15.1
 WASM_BINDGEN_VERSION=0.2.130
@@ -47,3 +48,8 @@ step "wasm-pack $WASM_PACK_VERSION" \
 step "wasm-bindgen-cli $WASM_BINDGEN_VERSION" \
   "wasm-bindgen --version | grep -q ' $WASM_BINDGEN_VERSION'" \
   "cargo install wasm-bindgen-cli --version $WASM_BINDGEN_VERSION"
+
+# Node tooling (TypeScript, playwright-core driving Debian's Chromium; no browser download).
+step "node tools (tools/node_modules)" \
+  "[ tools/node_modules/.package-lock.json -nt tools/package-lock.json ]" \
+  "npm ci --prefix tools --no-audit --no-fund --loglevel=error"

@@ -4,6 +4,7 @@
 mod error;
 mod hybrid_clock;
 mod idb;
+mod idb_write;
 mod json;
 mod live_query;
 mod merge_changes;
@@ -16,3 +17,4 @@ pub use hybrid_clock::HybridClock;
 pub use live_query::LiveQuery;
 pub use merge_changes::merge_changes;
 pub use store::ManaStore;
+pub use types::{ListQueryJs, WriteOptionsJs};

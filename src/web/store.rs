@@ -10,13 +10,17 @@ use std::rc::Rc;
 use rexie::{Rexie, TransactionMode};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
+use web_sys::IdbDatabase;
 
 use super::error::JsCodedError;
 use super::idb::{self, META, PENDING};
+use super::idb_write::{open_raw, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::live_query::{Listeners, LiveQuery};
 use super::query::ListQuery;
+use super::types::{ListQueryJs, WriteOptionsJs};
 use crate::clock::{node_id_from_client_id, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
 use crate::records::{self, PreparedWrite, Writer};
@@ -24,6 +28,8 @@ use crate::schema::StoreConfig;
 
 pub(crate) struct StoreInner {
     pub db: RefCell<Option<Rc<Rexie>>>,
+    /// Second connection for the write path (see `idb_write`).
+    pub raw: RefCell<Option<IdbDatabase>>,
     pub config: StoreConfig,
     pub registry: EncryptionRegistry,
     pub vault: RefCell<Vault>,
@@ -40,6 +46,13 @@ type JsResult<T> = Result<T, JsCodedError>;
 
 impl StoreInner {
     /// The open database (a cheap handle clone, so no borrow is held across awaits).
+    pub fn raw(&self) -> JsResult<IdbDatabase> {
+        self.raw
+            .borrow()
+            .clone()
+            .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
+    }
+
     pub fn db(&self) -> JsResult<Rc<Rexie>> {
         self.db
             .borrow()
@@ -86,7 +99,9 @@ impl StoreInner {
         }
         let (stored, changes): (Vec<_>, Vec<_>) =
             writes.into_iter().map(|w| (w.stored, w.change)).unzip();
-        let stored = parse(&serde_json::to_string(&stored).map_err(internal)?)?;
+        // One JSON.parse per batch builds every JS object at once.
+        let stored: js_sys::Array =
+            parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
         let pending_row = to_js(&json!({
             "count": changes.len(),
             "createdAt": js_sys::Date::now(),
@@ -94,36 +109,16 @@ impl StoreInner {
         }))?;
         let clock_row =
             to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?;
-        let db = self.db()?;
-        let tx = db.transaction(&[collection, PENDING, META], TransactionMode::ReadWrite)?;
-        let records_store = tx.store(collection)?;
-        let records_iter = js_sys::Array::from(&stored).into_iter().map(|v| (v, None));
-        // put_all issues every request, then awaits only the last one.
-        let puts = records_store.put_all(records_iter);
-        let pending = tx.store(PENDING)?;
-        let meta = tx.store(META)?;
-        let pending_add = pending.add(&pending_row, None);
-        let clock_put = meta.put(&clock_row, None);
-        let fail = self.fail_next_commit.replace(false);
-        let failing = async {
-            if fail {
-                // Adding an existing key is a ConstraintError, which aborts the transaction.
-                meta.add(&clock_row, None).await.map(|_| ())
-            } else {
-                Ok(())
-            }
-        };
-        let (a, b, c, d) = futures::join!(puts, pending_add, clock_put, failing);
-        let issued = a.and(b.map(|_| ())).and(c.map(|_| ())).and(d);
-        let done = tx.done().await;
-        issued?;
-        if !done?.is_committed() {
-            return Err(JsCodedError::new(
-                "storage",
-                "IndexedDB transaction aborted",
-            ));
+        let raw = self.raw()?;
+        let tx = WriteTx::begin(&raw, &[collection, PENDING, META])?;
+        tx.put_all(collection, &stored)?;
+        tx.add(PENDING, &pending_row)?;
+        tx.put(META, &clock_row)?;
+        if self.fail_next_commit.replace(false) {
+            // Adding an existing key is a ConstraintError, which aborts the transaction.
+            tx.add(META, &clock_row)?;
         }
-        Ok(())
+        tx.commit().await
     }
 
     async fn get_stored(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
@@ -283,6 +278,7 @@ impl ManaStore {
         config.validate()?;
         let db = idb::open(&config).await?;
         let meta = read_meta(&db).await?;
+        let raw = open_raw(&config.name).await?;
         let client_id = match meta.get("clientId").and_then(Value::as_str) {
             Some(id) => id.to_string(),
             None => {
@@ -304,6 +300,7 @@ impl ManaStore {
             .and_then(|s| hex::decode(s).ok());
         let inner = Rc::new(StoreInner {
             db: RefCell::new(Some(Rc::new(db))),
+            raw: RefCell::new(Some(raw)),
             registry: config.registry(),
             config,
             vault: RefCell::new(Vault::default()),
@@ -333,11 +330,11 @@ struct WriteOptions {
     actor: Option<Value>,
 }
 
-fn options(v: &JsValue) -> JsResult<WriteOptions> {
-    if v.is_undefined() || v.is_null() {
-        return Ok(WriteOptions::default());
+fn parse_options(v: Option<JsValue>) -> JsResult<WriteOptions> {
+    match v {
+        Some(v) if !v.is_undefined() && !v.is_null() => from_js(&v, "invalid_options"),
+        _ => Ok(WriteOptions::default()),
     }
-    from_js(v, "invalid_options")
 }
 
 fn promise<F, T>(f: F) -> js_sys::Promise
@@ -410,11 +407,11 @@ impl ManaStore {
         &self,
         collection: String,
         #[wasm_bindgen(unchecked_param_type = "ManaRecord")] record: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+        options: Option<WriteOptionsJs>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let opts = options(&options_)?;
+            let opts = parse_options(options.map(Into::into))?;
             let record: Value = from_js(&record, "invalid_record")?;
             inner
                 .put_many(&collection, vec![record], opts.actor)
@@ -429,11 +426,11 @@ impl ManaStore {
         &self,
         collection: String,
         #[wasm_bindgen(unchecked_param_type = "ManaRecord[]")] records: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+        options: Option<WriteOptionsJs>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let opts = options(&options_)?;
+            let opts = parse_options(options.map(Into::into))?;
             let records: Vec<Value> = from_js(&records, "invalid_record")?;
             inner.put_many(&collection, records, opts.actor).await?;
             Ok(JsValue::UNDEFINED)
@@ -447,11 +444,11 @@ impl ManaStore {
         collection: String,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] patch: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+        options: Option<WriteOptionsJs>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let opts = options(&options_)?;
+            let opts = parse_options(options.map(Into::into))?;
             let patch: Value = from_js(&patch, "invalid_record")?;
             inner
                 .modify(&collection, &id, opts.actor, |w, stored| {
@@ -468,11 +465,11 @@ impl ManaStore {
         &self,
         collection: String,
         id: String,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions | undefined")] options_: JsValue,
+        options: Option<WriteOptionsJs>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let opts = options(&options_)?;
+            let opts = parse_options(options.map(Into::into))?;
             inner
                 .modify(&collection, &id, opts.actor, |w, stored| {
                     w.delete(&collection, stored, &id)
@@ -492,14 +489,11 @@ impl ManaStore {
     /// Records of a collection, optionally through an index and key range. Tombstones are
     /// hidden unless `includeDeleted`.
     #[wasm_bindgen(unchecked_return_type = "Promise<ManaRecord[]>")]
-    pub fn list(
-        &self,
-        collection: String,
-        #[wasm_bindgen(unchecked_param_type = "ListQuery | undefined")] query: JsValue,
-    ) -> js_sys::Promise {
+    pub fn list(&self, collection: String, query: Option<ListQueryJs>) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let query = ListQuery::from_js(&query)?;
+            let query =
+                ListQuery::from_js(&query.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))?;
             parse(&inner.list_json(&collection, &query).await?)
         })
     }
@@ -509,10 +503,10 @@ impl ManaStore {
     pub fn live_query(
         &self,
         collection: String,
-        #[wasm_bindgen(unchecked_param_type = "ListQuery | undefined")] query: JsValue,
+        query: Option<ListQueryJs>,
     ) -> Result<LiveQuery, JsValue> {
         self.inner.check_collection(&collection)?;
-        let query = ListQuery::from_js(&query)?;
+        let query = ListQuery::from_js(&query.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))?;
         Ok(LiveQuery::new(self.inner.clone(), collection, query))
     }
 
@@ -529,6 +523,9 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             inner.vault.borrow_mut().lock();
+            if let Some(raw) = inner.raw.borrow_mut().take() {
+                raw.close();
+            }
             let db = inner.db.borrow_mut().take();
             // Requests still in flight hold a handle; the last one out closes nothing, so
             // close only when we are the sole owner (the usual case) and let GC do the rest.

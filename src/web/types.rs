@@ -66,3 +66,13 @@ export interface WriteOptions { actor?: Actor }
 /** Every error thrown by mana-sync is an `Error` with a stable machine-readable code. */
 export interface ManaError extends Error { code: string }
 "#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `WriteOptions` as a JS value (typed in the `.d.ts`; parsed with serde).
+    #[wasm_bindgen(typescript_type = "WriteOptions")]
+    pub type WriteOptionsJs;
+    /// `ListQuery` as a JS value.
+    #[wasm_bindgen(typescript_type = "ListQuery")]
+    pub type ListQueryJs;
+}

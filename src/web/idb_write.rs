@@ -1,0 +1,120 @@
+//! The hot write path on a raw `IDBDatabase` connection: every request of a batch is issued
+//! synchronously (no per-request future or closure), and only the transaction's completion
+//! is awaited. Rexie stays in charge of opening, upgrading and reading.
+
+use js_sys::{Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbTransaction, IdbTransactionMode};
+
+use super::error::JsCodedError;
+
+fn dom_error(e: JsValue) -> JsCodedError {
+    let name = js_sys::Reflect::get(&e, &"name".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
+    let message = js_sys::Reflect::get(&e, &"message".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    let code = if name == "QuotaExceededError" {
+        "quota_exceeded"
+    } else {
+        "storage"
+    };
+    JsCodedError::new(code, format!("IndexedDB {name}: {message}"))
+}
+
+/// Opens a second connection to an existing database at its current version.
+pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
+    let factory = js_sys::global()
+        .unchecked_into::<web_sys::WorkerGlobalScope>()
+        .indexed_db()
+        .ok()
+        .flatten()
+        .or_else(|| web_sys::window().and_then(|w| w.indexed_db().ok().flatten()))
+        .ok_or_else(|| JsCodedError::new("storage", "IndexedDB is not available"))?;
+    let req: IdbOpenDbRequest = factory.open(name).map_err(dom_error)?;
+    let done = Promise::new(&mut |resolve, reject| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    });
+    JsFuture::from(done).await.map_err(|_| {
+        dom_error(
+            req.error()
+                .ok()
+                .flatten()
+                .map(JsValue::from)
+                .unwrap_or(JsValue::NULL),
+        )
+    })?;
+    let db: IdbDatabase = req.result().map_err(dom_error)?.unchecked_into();
+    // Let a newer version (another tab upgrading the schema) proceed.
+    let on_version_change = Closure::<dyn FnMut(JsValue)>::new({
+        let db = db.clone();
+        move |_| db.close()
+    });
+    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+    on_version_change.forget();
+    Ok(db)
+}
+
+/// A readwrite transaction whose requests are issued without awaiting each.
+pub struct WriteTx {
+    tx: IdbTransaction,
+    done: Promise,
+}
+
+impl WriteTx {
+    pub fn begin(db: &IdbDatabase, stores: &[&str]) -> Result<WriteTx, JsCodedError> {
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let tx = db
+            .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
+            .map_err(dom_error)?;
+        let done = Promise::new(&mut |resolve, reject| {
+            tx.set_oncomplete(Some(&resolve));
+            tx.set_onabort(Some(&reject));
+        });
+        Ok(WriteTx { tx, done })
+    }
+
+    pub fn put_all(&self, store: &str, values: &Array) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        for v in values.iter() {
+            s.put(&v).map_err(|e| self.abort_with(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn put(&self, store: &str, value: &JsValue) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        s.put(value).map_err(|e| self.abort_with(e))?;
+        Ok(())
+    }
+
+    pub fn add(&self, store: &str, value: &JsValue) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        s.add(value).map_err(|e| self.abort_with(e))?;
+        Ok(())
+    }
+
+    fn abort_with(&self, e: JsValue) -> JsCodedError {
+        let _ = self.tx.abort();
+        dom_error(e)
+    }
+
+    /// Waits until the transaction commits; an abort (failed request, quota) is an error.
+    pub async fn commit(self) -> Result<(), JsCodedError> {
+        JsFuture::from(self.done).await.map_err(|_| {
+            let err = self.tx.error().map(JsValue::from).unwrap_or(JsValue::NULL);
+            if err.is_null() {
+                JsCodedError::new("storage", "IndexedDB transaction aborted")
+            } else {
+                dom_error(err)
+            }
+        })?;
+        Ok(())
+    }
+}

@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant};
 
 use mana_sync::clock::Hlc;
+use mana_sync::Change;
 use mana_sync_server::store::sqlite::open_writer;
+use mana_sync_server::store::{PushRequest, SqliteStore, Store, Viewer};
 use mana_sync_server::{app, AppState, Config};
 use rusqlite::params;
 use serde_json::{json, Value};
@@ -94,6 +96,37 @@ async fn bench_server() -> f64 {
     rate(BATCHES * BATCH, timed)
 }
 
+/// The store alone (no HTTP, no JSON parsing): where the server's time goes.
+async fn bench_store() -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
+    let batches: Vec<Vec<Change>> = (0..WARMUP + BATCHES)
+        .map(|b| {
+            (b * BATCH..(b + 1) * BATCH)
+                .map(|i| serde_json::from_value(change(i)).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut timed = Duration::ZERO;
+    for (b, changes) in batches.into_iter().enumerate() {
+        let t = Instant::now();
+        let out = store
+            .push(PushRequest {
+                app_id: "notes".into(),
+                viewer: Viewer::personal("bench-user"),
+                client_id: "bench-client".into(),
+                changes,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.applied.len(), BATCH);
+        if b >= WARMUP {
+            timed += t.elapsed();
+        }
+    }
+    rate(BATCHES * BATCH, timed)
+}
+
 fn bench_raw() -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = open_writer(&dir.path().join("raw.db")).unwrap();
@@ -157,10 +190,12 @@ fn main() {
         .unwrap();
     let raw = bench_raw();
     let server = rt.block_on(bench_server());
+    let store = rt.block_on(bench_store());
     println!(
         "push throughput, {BATCHES} batches of {BATCH} inserts (after {WARMUP} warm-up batches)"
     );
     println!("  server (HTTP, JSON, auth, merge, SQLite FULL sync): {server:>10.0} changes/s");
+    println!("  store trait only (no HTTP/JSON):                   {store:>10.0} changes/s");
     println!("  raw batched SQLite inserts of the same rows:       {raw:>10.0} changes/s");
     println!("  ratio server/raw: {:.2}", server / raw);
 }

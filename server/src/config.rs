@@ -28,7 +28,7 @@ pub struct Config {
     /// Base URL of the auth service, for space memberships (`GET /api/v1/me/spaces`).
     #[arg(long, env = "MANA_AUTH_URL")]
     pub mana_auth_url: Option<String>,
-    /// Billing service (sync subscription gate). Not enforced yet: see the README.
+    /// Billing service: sync subscription gate (402); absent = no gate.
     #[arg(long, env = "MANA_CREDITS_URL")]
     pub mana_credits_url: Option<String>,
     #[arg(long, env = "MANA_SERVICE_KEY", hide_env_values = true)]

@@ -17,6 +17,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod error;
 pub mod store;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
     pub memberships: Arc<Memberships>,
+    pub billing: Arc<billing::Billing>,
     pub events: broadcast::Sender<Arc<PushEvent>>,
     /// Flips to `true` when the server shuts down: live streams end so that in-flight
     /// requests can finish and the process can exit.
@@ -96,9 +98,6 @@ impl AppState {
             (s, _, _) => s,
         };
         let auth = Auth::new(secret.as_deref(), jwks).ok_or("no auth configured")?;
-        if config.mana_credits_url.is_some() {
-            tracing::warn!("MANA_CREDITS_URL is set but the billing gate is not implemented yet: sync is not gated");
-        }
         let (events, _) = broadcast::channel(1024);
         let (tx, rx) = watch::channel(false);
         Ok((
@@ -107,6 +106,11 @@ impl AppState {
                 auth: Arc::new(auth),
                 memberships: Arc::new(Memberships::new(
                     config.mana_auth_url.clone().filter(|s| !s.is_empty()),
+                )),
+                billing: Arc::new(billing::Billing::new(
+                    config.mana_credits_url.clone(),
+                    config.mana_service_key.clone(),
+                    &config.billing_exempt_apps,
                 )),
                 events,
                 shutdown: rx,

@@ -70,6 +70,7 @@ pub async fn sse(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
     let user_id = st.auth.verify(&token).await?;
+    st.billing.check(&user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&AuthUser { user_id, token }).await?;
     let last_event_id = headers
         .get("last-event-id")

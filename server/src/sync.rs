@@ -125,6 +125,7 @@ pub async fn push(
     }
     let client_id = raw.client_id;
 
+    st.billing.check(&user.user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&user).await?;
     let outcome = st
         .store
@@ -208,6 +209,7 @@ pub async fn pull(
         },
     };
     let since = parse_cursor(p.since.as_deref())?;
+    st.billing.check(&user.user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&user).await?;
     let page = st
         .store

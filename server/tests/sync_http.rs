@@ -773,3 +773,44 @@ async fn unknown_routes_and_bad_app_ids_answer_json_errors() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
 }
+
+#[tokio::test]
+async fn billing_gate_answers_402_unless_subscribed_or_exempt() {
+    let credits = axum::Router::new().route(
+        "/api/v1/sync/status",
+        axum::routing::get(
+            |headers: axum::http::HeaderMap,
+             axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| async move {
+                assert_eq!(headers["x-service-key"], "svc-key");
+                axum::Json(json!({"active": q["userId"] != "broke"}))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, credits).await.unwrap() });
+    let s = TestServer::start_with(|c| {
+        c.mana_credits_url = Some(url);
+        c.mana_service_key = Some("svc-key".into());
+        c.billing_exempt_apps = "demo, free".into();
+    })
+    .await;
+    let broke = s.client("broke", "c1");
+    let paid = s.client("paid", "c2");
+    let body =
+        |cid: &str| json!({"clientId": cid, "changes": [insert("t", "x", json!({}), &hlc(1, 1))]});
+    let (status, resp) = broke.push_raw("notes", body("c1")).await;
+    assert_eq!(
+        (status, resp["code"].as_str()),
+        (402, Some("payment_required"))
+    );
+    assert_eq!(broke.pull_raw("notes", "").await.0, 402);
+    assert_eq!(
+        broke.push_raw("free", body("c1")).await.0,
+        200,
+        "exempt app"
+    );
+    assert_eq!(paid.push_raw("notes", body("c2")).await.0, 200);
+}

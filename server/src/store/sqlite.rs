@@ -19,7 +19,7 @@
 //! per push, amortised over up to 5000 changes.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -249,7 +249,6 @@ impl Store for SqliteStore {
 
 /// A record loaded (or created) during one push.
 struct Rec {
-    rid_known: bool,
     author: String,
     space_id: Option<String>,
     state: RecordState,
@@ -315,11 +314,7 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
         .map_err(internal)?;
     let mut out = PushOutcome::default();
     let mut recs: HashMap<(String, String), Rec> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(req.changes.len());
     {
-        let mut exists = tx
-            .prepare_cached("SELECT 1 FROM changes WHERE event_id = ?1")
-            .map_err(internal)?;
         let mut load = tx
             .prepare_cached(
                 "SELECT author, space_id, state, updated_at, schema_version, last_seq
@@ -331,17 +326,12 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                 "INSERT INTO changes (event_id, app_id, tbl, record_id, author, space_id, op,
                    data, fields, updated_at, deleted_at, actor, schema_version, client_id,
                    created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (event_id) DO NOTHING",
             )
             .map_err(internal)?;
 
         for (index, c) in req.changes.iter().enumerate() {
-            if !seen.insert(c.event_id.as_str())
-                || exists.exists([&c.event_id]).map_err(internal)?
-            {
-                out.duplicates += 1;
-                continue;
-            }
             let given_space = c.effective_space_id();
             if let Some(owner) = given_space.and_then(|s| s.strip_prefix(PERSONAL_PREFIX)) {
                 if owner != user {
@@ -373,7 +363,6 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                         .map_err(internal)?;
                     let rec = match row {
                         Some((author, space_id, state, updated_at, sv, last_seq)) => Rec {
-                            rid_known: true,
                             author,
                             space_id,
                             state: decode_state(&state)?,
@@ -394,7 +383,6 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                                 }
                             }
                             Rec {
-                                rid_known: false,
                                 author: user.to_owned(),
                                 space_id: given_space.clone(),
                                 state: RecordState::default(),
@@ -425,6 +413,48 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                 });
             }
 
+            let data = c
+                .data
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            let fields = c
+                .fields
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            let actor = c
+                .actor
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(internal)?;
+            // The unique eventId makes a re-sent change a no-op: acknowledged, not re-applied.
+            let inserted = insert
+                .execute(params![
+                    c.event_id,
+                    req.app_id,
+                    c.table,
+                    c.id,
+                    user,
+                    rec.space_id,
+                    op_str(c.op),
+                    data,
+                    fields,
+                    c.updated_at,
+                    c.deleted_at,
+                    actor,
+                    c.schema_version(),
+                    req.client_id,
+                    created_at,
+                ])
+                .map_err(internal)?;
+            if inserted == 0 {
+                out.duplicates += 1;
+                continue;
+            }
             // Fields where the pushed value loses to a newer, different server value.
             let writes = field_writes(c).map_err(|e| StoreError::Invalid {
                 index,
@@ -457,43 +487,6 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                 })?;
             rec.state = state;
 
-            let data = c
-                .data
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
-            let fields = c
-                .fields
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
-            let actor = c
-                .actor
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
-            insert
-                .execute(params![
-                    c.event_id,
-                    req.app_id,
-                    c.table,
-                    c.id,
-                    user,
-                    rec.space_id,
-                    op_str(c.op),
-                    data,
-                    fields,
-                    c.updated_at,
-                    c.deleted_at,
-                    actor,
-                    c.schema_version(),
-                    req.client_id,
-                    created_at,
-                ])
-                .map_err(internal)?;
             let seq = tx.last_insert_rowid();
             rec.last_seq = seq;
             rec.dirty = true;
@@ -530,7 +523,6 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
             if !rec.dirty {
                 continue;
             }
-            let _ = rec.rid_known;
             upsert
                 .execute(params![
                     req.app_id,

@@ -11,6 +11,7 @@ use crate::clock::{Clock, ClockError, Hlc};
 use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
+use crate::merge::{join_field, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
 };
@@ -348,4 +349,188 @@ pub fn open_fields(
 /// Whether a stored record is a tombstone.
 pub fn is_deleted(record: &Map<String, Value>) -> bool {
     matches!(record.get(FIELD_DELETED_AT), Some(v) if !v.is_null())
+}
+
+/// A stored record as it goes into a backup: encrypted fields decrypted (portability), the
+/// tombstone and `__fieldMeta` kept so that an import can merge field by field.
+pub fn export_row(
+    registry: &EncryptionRegistry,
+    cipher: Option<&FieldCipher>,
+    collection: &str,
+    stored: Value,
+) -> Result<Map<String, Value>, RecordError> {
+    let Value::Object(mut record) = stored else {
+        return Err(RecordError::InvalidRecord(
+            "stored record is not an object".into(),
+        ));
+    };
+    open_fields(registry, cipher, collection, &mut record)?;
+    Ok(record)
+}
+
+/// Timestamp for fields of an imported row that carry no `__fieldMeta` (archives of older
+/// writers): the row's `updatedAt` when it is epoch millis or an ISO date, else the epoch —
+/// so such rows fill in what is missing locally but never beat a local edit.
+fn fallback_at(row: &Map<String, Value>) -> Hlc {
+    let millis = match row.get("updatedAt") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => parse_iso_millis(s),
+        _ => None,
+    };
+    Hlc::new(millis.unwrap_or(0).min(crate::clock::MAX_MILLIS), 0, 0).expect("clamped to range")
+}
+
+fn parse_iso_millis(s: &str) -> Option<u64> {
+    // Reuse the HLC parser: an ISO millis date is the first 24 characters of an HLC.
+    let padded = format!("{}-0000-0000000000000000", s.get(..24)?);
+    Hlc::parse(&padded).ok().map(|h| h.millis)
+}
+
+impl Writer<'_> {
+    /// Merges one backup row into the local record with the shared LWW rule. Returns `None`
+    /// when the row changes nothing (re-import, or every local field is newer); otherwise the
+    /// record to store (re-encrypted under the current vault key) and the pending change that
+    /// carries exactly the fields the row won, with their original timestamps.
+    pub fn import_row(
+        &mut self,
+        collection: &str,
+        local: Option<Value>,
+        mut row: Map<String, Value>,
+    ) -> Result<Option<PreparedWrite>, RecordError> {
+        self.check_collection(collection)?;
+        let id = match row.get(FIELD_ID) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(RecordError::InvalidRecord(format!(
+                    "{collection}: a row without a string id"
+                )))
+            }
+        };
+        let fallback = fallback_at(&row);
+        let incoming_meta = match row.remove(FIELD_META) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        // The local record, decrypted, so values compare as plaintext on both sides.
+        let (mut record, mut meta, exists) = match local {
+            Some(Value::Object(mut m)) => {
+                open_fields(self.registry, self.cipher, collection, &mut m)?;
+                let meta = match m.remove(FIELD_META) {
+                    Some(Value::Object(meta)) => meta,
+                    _ => Map::new(),
+                };
+                (m, meta, true)
+            }
+            _ => {
+                let mut m = Map::new();
+                m.insert(FIELD_ID.into(), Value::String(id.clone()));
+                (m, Map::new(), false)
+            }
+        };
+        let local_state = RecordState::from_record(&record, &meta)
+            .map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
+        let mut fields = local_state.fields;
+        let mut won: BTreeMap<String, FieldState> = BTreeMap::new();
+        for (name, value) in row {
+            if name == FIELD_ID || (name == FIELD_SPACE_ID && exists) {
+                continue; // the id is the key; the space is immutable once the record exists
+            }
+            let entry = incoming_meta.get(&name);
+            let at = entry
+                .and_then(|e| e.get("at"))
+                .and_then(Value::as_str)
+                .map(|s| {
+                    Hlc::parse(s).map_err(|_| {
+                        RecordError::InvalidRecord(format!(
+                            "{collection}/{id}: bad __fieldMeta.{name}.at"
+                        ))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(fallback);
+            let value = if name == FIELD_SPACE_ID
+                && value.as_str().is_some_and(|s| s.starts_with("_personal:"))
+            {
+                // Restoring another account's personal data makes it this user's personal data.
+                Value::String(self.config.personal_space())
+            } else {
+                value
+            };
+            let state = FieldState {
+                value,
+                at,
+                actor: entry.and_then(|e| e.get("actor")).cloned(),
+            };
+            if join_field(&mut fields, name.clone(), state.clone()) {
+                won.insert(name, state);
+            }
+        }
+        if won.is_empty() {
+            return Ok(None);
+        }
+        if !exists && !won.contains_key(FIELD_SPACE_ID) {
+            let space = FieldState {
+                value: Value::String(self.config.personal_space()),
+                at: fallback,
+                actor: None,
+            };
+            won.insert(FIELD_SPACE_ID.into(), space);
+        }
+        let space = match (exists, won.get(FIELD_SPACE_ID)) {
+            (false, Some(s)) => s.value.as_str().map(str::to_owned),
+            _ => record
+                .get(FIELD_SPACE_ID)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        if self.registry.has_encrypted_fields(collection)
+            && !is_shared_space(space.as_deref())
+            && self.cipher.is_none()
+        {
+            return Err(CryptoError::VaultLocked.into());
+        }
+        // Re-encrypt every registered field of the merged record under the current key.
+        for (name, f) in &won {
+            self.clock.observe(&f.at);
+            record.insert(name.clone(), f.value.clone());
+            let mut m = Map::new();
+            m.insert("at".into(), Value::String(f.at.to_string()));
+            if let Some(a) = &f.actor {
+                m.insert("actor".into(), a.clone());
+            }
+            meta.insert(name.clone(), Value::Object(m));
+        }
+        let names: Vec<String> = record.keys().filter(|k| *k != FIELD_ID).cloned().collect();
+        for name in names {
+            let sealed = self.seal(collection, &id, space.as_deref(), &name, &record[&name])?;
+            record.insert(name, sealed);
+        }
+        let same_at = won.values().map(|f| f.at).min() == won.values().map(|f| f.at).max();
+        let mut change;
+        if !exists && same_at {
+            change = self.base_change(collection, &id, Op::Insert, space.as_deref())?;
+            change.updated_at = won.values().next().map(|f| f.at.to_string());
+            change.data = Some(record.clone());
+        } else {
+            change = self.base_change(collection, &id, Op::Update, space.as_deref())?;
+            change.fields = Some(
+                won.iter()
+                    .map(|(name, f)| {
+                        (
+                            name.clone(),
+                            FieldChange {
+                                value: record[name].clone(),
+                                updated_at: f.at.to_string(),
+                            },
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        record.insert(FIELD_META.into(), Value::Object(meta));
+        Ok(Some(PreparedWrite {
+            stored: record,
+            change,
+        }))
+    }
 }

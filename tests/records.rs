@@ -230,3 +230,127 @@ fn config_validation() {
     }
     config().validate().unwrap();
 }
+
+#[test]
+fn import_merges_field_by_field_and_reimport_is_a_no_op() {
+    use mana_sync::records::export_row;
+    // Account A writes and exports.
+    let mut a = Env::new();
+    let p = a
+        .run(false, |w| {
+            w.put("notes", json!({"id": "n1", "title": "from A", "body": "x"}))
+        })
+        .unwrap();
+    let row = export_row(
+        &a.cfg.registry(),
+        Some(&a.cipher),
+        "notes",
+        Value::Object(p.stored),
+    )
+    .unwrap();
+    assert_eq!(row["title"], json!("from A"), "exported plaintext");
+    assert!(row["__fieldMeta"]["title"]["at"].is_string());
+
+    // Account B (other user, other key) imports it: re-encrypted under B's key, B's space.
+    let mut b = Env::new();
+    b.cfg.user_id = "u2".into();
+    b.cipher = FieldCipher::new(&[4; 32]);
+    let w = b
+        .run(false, |w| w.import_row("notes", None, row.clone()))
+        .unwrap()
+        .expect("new record");
+    assert_eq!(w.stored["spaceId"], json!("_personal:u2"));
+    assert!(w.stored["title"].as_str().unwrap().starts_with("enc:1:"));
+    let opened = read(
+        &b.cfg.registry(),
+        Some(&b.cipher),
+        "notes",
+        Value::Object(w.stored.clone()),
+    )
+    .unwrap();
+    assert_eq!(opened["title"], json!("from A"));
+    w.change.validate().unwrap();
+
+    // Re-importing the same row changes nothing.
+    let again = b
+        .run(false, |w2| {
+            w2.import_row("notes", Some(Value::Object(w.stored.clone())), row.clone())
+        })
+        .unwrap();
+    assert!(again.is_none());
+
+    // A newer local edit survives; an older field is still filled in from the row.
+    let edited = b
+        .run(false, |w2| {
+            w2.update(
+                "notes",
+                Some(Value::Object(w.stored.clone())),
+                "n1",
+                json!({"title": "B's edit"}),
+            )
+        })
+        .unwrap();
+    let mut older = row.clone();
+    older.insert("extra".into(), json!(1));
+    let merged = b
+        .run(false, |w2| {
+            w2.import_row("notes", Some(Value::Object(edited.stored.clone())), older)
+        })
+        .unwrap()
+        .unwrap();
+    let opened = read(
+        &b.cfg.registry(),
+        Some(&b.cipher),
+        "notes",
+        Value::Object(merged.stored),
+    )
+    .unwrap();
+    assert_eq!(opened["title"], json!("B's edit"));
+    assert_eq!(opened["extra"], json!(1));
+    assert_eq!(
+        merged
+            .change
+            .fields
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["extra"]
+    );
+}
+
+#[test]
+fn import_without_field_meta_never_beats_local_edits() {
+    let mut env = Env::new();
+    let local = env
+        .run(false, |w| {
+            w.put("notes", json!({"id": "n1", "title": "local"}))
+        })
+        .unwrap();
+    let row = json!({"id": "n1", "title": "old archive", "updatedAt": "2020-01-01T00:00:00.000Z"});
+    let out = env
+        .run(false, |w| {
+            w.import_row(
+                "notes",
+                Some(Value::Object(local.stored)),
+                row.as_object().unwrap().clone(),
+            )
+        })
+        .unwrap();
+    // Only `updatedAt` (absent locally) is taken from the archive.
+    let w = out.unwrap();
+    assert_eq!(
+        w.change.fields.as_ref().unwrap().keys().collect::<Vec<_>>(),
+        vec!["updatedAt"]
+    );
+    let err = env
+        .run(false, |w| {
+            w.import_row(
+                "notes",
+                None,
+                json!({"title": "no id"}).as_object().unwrap().clone(),
+            )
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_record");
+}

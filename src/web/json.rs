@@ -27,3 +27,12 @@ pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue, JsCodedErro
 pub fn parse(text: &str) -> Result<JsValue, JsCodedError> {
     js_sys::JSON::parse(text).map_err(|_| JsCodedError::new("internal", "JSON.parse failed"))
 }
+
+/// A thrown JS value as text (an `Error`'s message, else its string form).
+pub fn describe(e: &JsValue) -> String {
+    js_sys::Reflect::get(e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
+}

@@ -1,6 +1,7 @@
 //! Browser adapters and the `#[wasm_bindgen]` API. Thin by design: logic lives in the pure
 //! modules; this layer moves values between JS, IndexedDB and Rust. One file per JS class.
 
+mod backup;
 mod error;
 mod hybrid_clock;
 mod idb;
@@ -11,7 +12,9 @@ mod merge_changes;
 mod query;
 mod store;
 mod types;
+mod webcrypto;
 
+pub use backup::{inspect_backup, ExportOptionsJs, ImportOptionsJs, MigrationJs};
 pub use error::JsCodedError;
 pub use hybrid_clock::HybridClock;
 pub use live_query::LiveQuery;

@@ -38,6 +38,8 @@ pub(crate) struct StoreInner {
     pub random: RefCell<RandomPool>,
     pub client_id: String,
     pub listeners: Listeners,
+    /// Migrations of imported rows, by the schema version they produce.
+    pub migrations: RefCell<std::collections::BTreeMap<u32, js_sys::Function>>,
     /// Test hook: make the next write's transaction abort after its puts were issued.
     pub fail_next_commit: RefCell<bool>,
 }
@@ -72,7 +74,7 @@ impl StoreInner {
 
     /// Prepares writes with the store's clock, vault and random pool. Nothing is written if
     /// any record fails.
-    fn prepare<T>(
+    pub(crate) fn prepare<T>(
         &self,
         actor: Option<&Value>,
         f: impl FnOnce(&mut Writer) -> Result<T, crate::records::RecordError>,
@@ -119,6 +121,15 @@ impl StoreInner {
             tx.add(META, &clock_row)?;
         }
         tx.commit().await
+    }
+
+    /// Every stored row of a collection, as JSON (one `JSON.stringify` for all of them).
+    pub(crate) async fn read_all_raw(&self, collection: &str) -> JsResult<Vec<Value>> {
+        let db = self.db()?;
+        let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
+        let rows = tx.store(collection)?.get_all(None, None).await?;
+        let array: js_sys::Array = rows.into_iter().collect();
+        from_js(&array, "internal")
     }
 
     async fn get_stored(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
@@ -309,6 +320,7 @@ impl ManaStore {
             random: RefCell::new(RandomPool::default()),
             client_id: client_id.clone(),
             listeners: Listeners::default(),
+            migrations: RefCell::default(),
             fail_next_commit: RefCell::new(false),
         });
         if !meta.contains_key("clientId") {
@@ -321,7 +333,7 @@ impl ManaStore {
 /// The local store. Create with `await ManaStore.open(config)`.
 #[wasm_bindgen]
 pub struct ManaStore {
-    inner: Rc<StoreInner>,
+    pub(crate) inner: Rc<StoreInner>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -337,7 +349,7 @@ fn parse_options(v: Option<JsValue>) -> JsResult<WriteOptions> {
     }
 }
 
-fn promise<F, T>(f: F) -> js_sys::Promise
+pub(crate) fn promise<F, T>(f: F) -> js_sys::Promise
 where
     F: std::future::Future<Output = JsResult<T>> + 'static,
     T: Into<JsValue>,

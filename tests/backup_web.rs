@@ -1,0 +1,267 @@
+//! Headless-Chromium tests of `.mana` export/import through the store (DESIGN §6, §7).
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mana_sync::schema::StoreConfig;
+use mana_sync::web::{inspect_backup, ManaStore};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn js(v: Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap()
+}
+
+fn rs(v: &JsValue) -> Value {
+    if v.is_undefined() {
+        return Value::Null;
+    }
+    serde_json::from_str(&js_sys::JSON::stringify(v).unwrap().as_string().unwrap()).unwrap()
+}
+
+async fn ok(p: js_sys::Promise) -> JsValue {
+    JsFuture::from(p).await.expect("promise resolves")
+}
+
+async fn code(p: js_sys::Promise) -> String {
+    let err = JsFuture::from(p).await.expect_err("promise rejects");
+    js_sys::Reflect::get(&err, &"code".into())
+        .unwrap()
+        .as_string()
+        .unwrap()
+}
+
+fn config(name: &str, user: &str) -> StoreConfig {
+    serde_json::from_value(json!({"name": name, "userId": user, "apps": {
+        "notes": {"collections": {"notes": {"indexes": ["updatedAt"], "encrypted": ["title", "content"]}}},
+        "todo": {"collections": {"tasks": {"encrypted": ["text"]}}},
+    }}))
+    .unwrap()
+}
+
+async fn store(user: &str, key: u8) -> ManaStore {
+    let name = format!("bk-{user}-{}", js_sys::Math::random().to_bits());
+    let s = ManaStore::open_with(config(&name, user)).await.unwrap();
+    ok(s.unlock(&[key; 32])).await;
+    s
+}
+
+async fn snapshot(s: &ManaStore) -> Value {
+    let all = |c: &str| {
+        s.list(
+            c.into(),
+            Some(js(json!({"includeDeleted": true})).unchecked_into()),
+        )
+    };
+    json!({
+        "notes": rs(&ok(all("notes")).await),
+        "tasks": rs(&ok(all("tasks")).await),
+        "pending": rs(&ok(s.pending_count()).await),
+    })
+}
+
+async fn seeded(user: &str, key: u8) -> ManaStore {
+    let s = store(user, key).await;
+    let notes = json!([{"id": "n1", "title": "secret 1", "content": "a", "updatedAt": 1},
+                       {"id": "n2", "title": "secret 2", "updatedAt": 2}]);
+    ok(s.bulk_put("notes".into(), js(notes), None)).await;
+    ok(s.delete("notes".into(), "n2".into(), None)).await;
+    ok(s.put(
+        "tasks".into(),
+        js(json!({"id": "t1", "text": "do it"})),
+        None,
+    ))
+    .await;
+    s
+}
+
+fn export_opts(v: Value) -> Option<mana_sync::web::ExportOptionsJs> {
+    Some(js(v).unchecked_into())
+}
+
+fn import_opts(v: Value) -> Option<mana_sync::web::ImportOptionsJs> {
+    Some(js(v).unchecked_into())
+}
+
+async fn export(s: &ManaStore, opts: Value) -> Vec<u8> {
+    let bytes = ok(s.export_backup(export_opts(opts))).await;
+    js_sys::Uint8Array::new(&bytes).to_vec()
+}
+
+#[wasm_bindgen_test]
+async fn sealed_round_trip_between_accounts_with_different_keys() {
+    let a = seeded("alice", 1).await;
+    let bytes = export(&a, json!({"passphrase": "correct horse"})).await;
+    let info = rs(&inspect_backup(&bytes).unwrap());
+    assert_eq!(info["sealed"], json!(true));
+    assert_eq!(info["manifest"]["formatVersion"], json!(2));
+    assert_eq!(
+        info["manifest"]["rowCounts"],
+        json!({"notes": 2, "tasks": 1})
+    );
+    assert_eq!(
+        info["manifest"]["passphrase"]["kdfIterations"],
+        json!(600000)
+    );
+
+    let b = store("bob", 2).await;
+    assert_eq!(
+        code(b.import_backup(&bytes, None)).await,
+        "passphrase_required"
+    );
+    let report =
+        rs(&ok(b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"})))).await);
+    assert_eq!(report["imported"], json!(3));
+    assert_eq!(report["skipped"], json!(0));
+    let n1 = rs(&ok(b.get("notes".into(), "n1".into())).await);
+    assert_eq!(n1["title"], json!("secret 1"));
+    assert_eq!(n1["spaceId"], json!("_personal:bob"));
+    let n2 = rs(&ok(b.get("notes".into(), "n2".into())).await);
+    assert!(n2["deletedAt"].is_string(), "tombstones travel");
+    assert_eq!(
+        rs(&ok(b.pending_count()).await),
+        json!(3),
+        "imported rows sync"
+    );
+
+    // Re-importing the same archive changes nothing.
+    let before = snapshot(&b).await;
+    let again =
+        rs(&ok(b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"})))).await);
+    assert_eq!(
+        (again["imported"].clone(), again["skipped"].clone()),
+        (json!(0), json!(3))
+    );
+    assert_eq!(snapshot(&b).await, before);
+}
+
+#[wasm_bindgen_test]
+async fn a_newer_local_edit_survives_an_import() {
+    let a = seeded("alice", 1).await;
+    let bytes = export(&a, json!({})).await;
+    assert_eq!(rs(&inspect_backup(&bytes).unwrap())["sealed"], json!(false));
+    ok(a.update(
+        "notes".into(),
+        "n1".into(),
+        js(json!({"title": "edited after export"})),
+        None,
+    ))
+    .await;
+    let report = rs(&ok(a.import_backup(&bytes, None)).await);
+    assert_eq!(report["imported"], json!(0));
+    let n1 = rs(&ok(a.get("notes".into(), "n1".into())).await);
+    assert_eq!(n1["title"], json!("edited after export"));
+    assert_eq!(n1["content"], json!("a"));
+}
+
+#[wasm_bindgen_test]
+async fn failed_imports_leave_the_store_exactly_as_it_was() {
+    let a = seeded("alice", 1).await;
+    let bytes = export(&a, json!({"passphrase": "pw"})).await;
+    let b = seeded("bob", 2).await;
+    ok(b.put(
+        "notes".into(),
+        js(json!({"id": "mine", "title": "keep"})),
+        None,
+    ))
+    .await;
+    let before = snapshot(&b).await;
+    assert_eq!(
+        code(b.import_backup(&bytes, import_opts(json!({"passphrase": "wrong"})))).await,
+        "wrong_passphrase"
+    );
+    let mut tampered = bytes.clone();
+    let i = tampered.len() - 200; // inside data.sealed's ciphertext, before the central directory
+    tampered[i] ^= 0x01;
+    let c = code(b.import_backup(&tampered, import_opts(json!({"passphrase": "pw"})))).await;
+    assert_eq!(c, "archive_tampered");
+    assert_eq!(
+        code(b.import_backup(b"not a zip", None)).await,
+        "not_a_mana_archive"
+    );
+    assert_eq!(snapshot(&b).await, before);
+    // A locked vault refuses before writing anything.
+    b.lock();
+    assert_eq!(
+        code(b.import_backup(&bytes, import_opts(json!({"passphrase": "pw"})))).await,
+        "vault_locked"
+    );
+    ok(b.unlock(&[2; 32])).await;
+    assert_eq!(snapshot(&b).await, before);
+}
+
+#[wasm_bindgen_test]
+async fn progress_is_reported_and_app_selection_exports_only_those_apps() {
+    let a = seeded("alice", 1).await;
+    let phases: Rc<RefCell<Vec<String>>> = Rc::default();
+    let sink = phases.clone();
+    let cb =
+        Closure::<dyn FnMut(String, f64, f64)>::new(move |p: String, done: f64, total: f64| {
+            assert!(total == 0.0 || done <= total, "{p} {done}/{total}");
+            sink.borrow_mut().push(p);
+        });
+    let opts = js(json!({"appIds": ["todo"], "passphrase": "pw"}));
+    js_sys::Reflect::set(&opts, &"onProgress".into(), cb.as_ref()).unwrap();
+    let bytes =
+        js_sys::Uint8Array::new(&ok(a.export_backup(Some(opts.unchecked_into()))).await).to_vec();
+    let manifest = rs(&inspect_backup(&bytes).unwrap())["manifest"].clone();
+    assert_eq!(manifest["rowCounts"], json!({"tasks": 1}));
+    assert_eq!(
+        manifest["scope"],
+        json!({"type": "filtered", "appIds": ["todo"]})
+    );
+    for p in ["read", "serialize", "seal"] {
+        assert!(
+            phases.borrow().iter().any(|x| x == p),
+            "export phase {p}: {:?}",
+            phases.borrow()
+        );
+    }
+    phases.borrow_mut().clear();
+    let b = store("bob", 3).await;
+    let opts = js(json!({"passphrase": "pw"}));
+    js_sys::Reflect::set(&opts, &"onProgress".into(), cb.as_ref()).unwrap();
+    let report = rs(&ok(b.import_backup(&bytes, Some(opts.unchecked_into()))).await);
+    assert_eq!(
+        report["tables"],
+        json!({"tasks": {"imported": 1, "skipped": 0}})
+    );
+    for p in ["unseal", "parse", "merge"] {
+        assert!(
+            phases.borrow().iter().any(|x| x == p),
+            "import phase {p}: {:?}",
+            phases.borrow()
+        );
+    }
+    assert_eq!(
+        code(a.export_backup(export_opts(json!({"appIds": ["nope"]})))).await,
+        "invalid_options"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn older_rows_pass_through_registered_migrations() {
+    let a = seeded("alice", 1).await;
+    let bytes = export(&a, json!({})).await;
+    let mut cfg = config(
+        &format!("bk-mig-{}", js_sys::Math::random().to_bits()),
+        "carol",
+    );
+    cfg.schema_version = 2;
+    let c = ManaStore::open_with(cfg).await.unwrap();
+    ok(c.unlock(&[5; 32])).await;
+    let migrate = js_sys::Function::new_with_args(
+        "row, table",
+        "if (table === 'tasks') { row.done = false; } return row;",
+    );
+    c.register_migration(2, migrate.unchecked_into()).unwrap();
+    ok(c.import_backup(&bytes, None)).await;
+    let t1 = rs(&ok(c.get("tasks".into(), "t1".into())).await);
+    assert_eq!(t1["done"], json!(false));
+    assert_eq!(t1["text"], json!("do it"));
+}

@@ -484,9 +484,7 @@ fn non_empty(t: Tables) -> Tables {
 fn mutated_archives_fail_with_codes_never_panics() {
     let mut seeds: Vec<(Vec<u8>, Option<&str>)> = vec![
         (
-            write(&sample_tables()[1..])
-                .finish_unsealed()
-                .unwrap(),
+            write(&sample_tables()[1..]).finish_unsealed().unwrap(),
             None,
         ),
         (

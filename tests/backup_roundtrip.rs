@@ -425,6 +425,29 @@ fn limits_apply_to_our_own_archives() {
 }
 
 #[test]
+fn readme_is_written_after_the_manifest_and_ignored_by_readers() {
+    for sealed in [false, true] {
+        let mut w = write(&sample_tables()[1..]);
+        w.set_readme("# Backup\nOpen with mana-backup.\n");
+        let bytes = if sealed {
+            w.finish_sealed_with_iterations("pw", 1).unwrap()
+        } else {
+            w.finish_unsealed().unwrap()
+        };
+        let names = entries(&bytes);
+        assert_eq!(names[0].0, "manifest.json");
+        assert_eq!(names[1].0, "README.md");
+        let a = backup::open(&bytes).unwrap();
+        let got = a
+            .unseal("pw", &mut |_| {})
+            .unwrap()
+            .read_all(&mut |_| {})
+            .unwrap();
+        assert_eq!(got, sample_tables()[1..].to_vec());
+    }
+}
+
+#[test]
 fn empty_archive_round_trips() {
     let bytes = BackupWriter::new(info()).finish_unsealed().unwrap();
     let archive = backup::open(&bytes).unwrap();

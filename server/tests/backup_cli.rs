@@ -50,12 +50,8 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
     }
     let mut child = cmd.spawn().expect("spawn mana-backup");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        // The tool may exit before it reads stdin (e.g. output_exists): a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     }
     let out = child.wait_with_output().unwrap();
     Out {
@@ -254,6 +250,22 @@ fn every_failure_code_has_its_exit_status() {
         2,
     );
     expect_failure(&run(&["frobnicate"], &[], None), "usage", 2);
+    expect_failure(&run(&[], &[], None), "usage", 2);
+    expect_failure(
+        &run(
+            &[
+                "verify",
+                p(&vector("ok_sealed")),
+                "--passphrase-stdin",
+                "--passphrase-env",
+                "X",
+            ],
+            &[],
+            None,
+        ),
+        "usage",
+        2,
+    );
     expect_failure(
         &run(
             &[

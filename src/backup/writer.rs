@@ -20,7 +20,7 @@ use super::manifest::{
     KDF_PBKDF2_SHA256,
 };
 use super::seal::{self, SealParams, DEFAULT_ITERATIONS};
-use super::{is_valid_table_name, Phase, Progress, MANIFEST_NAME, SEALED_NAME};
+use super::{is_valid_table_name, Phase, Progress, MANIFEST_NAME, README_NAME, SEALED_NAME};
 
 /// Deflate level of the `data/` files. Level 1 is several times faster than the default 6 and
 /// compresses JSONL rows only a little worse (see `benches/backup.rs` and BENCHMARKS.md).
@@ -98,6 +98,7 @@ pub struct BackupWriter<'p> {
     progress: Option<ProgressFn<'p>>,
     total_rows_hint: u64,
     rows_done: u64,
+    readme: Option<String>,
 }
 
 impl<'p> BackupWriter<'p> {
@@ -130,7 +131,14 @@ impl<'p> BackupWriter<'p> {
             progress: None,
             total_rows_hint: 0,
             rows_done: 0,
+            readme: None,
         }
+    }
+
+    /// Add a `README.md` (plain text, outside the seal) right after `manifest.json`, e.g. to tell
+    /// a person who finds the file what it is and how to open it.
+    pub fn set_readme(&mut self, text: &str) {
+        self.readme = Some(text.to_string());
     }
 
     /// Report progress to `f`; `total_rows` is the number of rows the caller will write (0 if
@@ -303,8 +311,9 @@ impl<'p> BackupWriter<'p> {
     }
 
     /// Finish an unsealed archive: `manifest.json` then the deflated `data/*.jsonl` files.
-    pub fn finish_unsealed(self) -> Result<Vec<u8>> {
+    pub fn finish_unsealed(mut self) -> Result<Vec<u8>> {
         let options = self.options;
+        let readme = self.readme.take();
         let (data_zip, manifest, mut progress) = self.finish_data()?;
         let total = data_zip.len() as u64;
         let manifest_bytes = manifest.to_json_bytes();
@@ -313,6 +322,7 @@ impl<'p> BackupWriter<'p> {
         )));
         out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
         out.write_all(&manifest_bytes).map_err(io_err)?;
+        write_readme(&mut out, readme.as_deref(), options)?;
         let data = ZipArchive::new(Cursor::new(data_zip)).map_err(zip_err)?;
         // Copies the deflated entries verbatim: no second compression.
         out.merge_archive(data).map_err(zip_err)?;
@@ -349,9 +359,10 @@ impl<'p> BackupWriter<'p> {
     /// PBKDF2-HMAC-SHA256(passphrase, `params.salt`, `params.iterations`, 32 bytes).
     /// `params` must be fresh (see [`SealParams::random`]): reusing an IV with the same key breaks
     /// AES-GCM.
-    pub fn finish_sealed_with_key(self, key: &[u8; 32], params: SealParams) -> Result<Vec<u8>> {
+    pub fn finish_sealed_with_key(mut self, key: &[u8; 32], params: SealParams) -> Result<Vec<u8>> {
         seal::check_iterations(u64::from(params.iterations))?;
         let options = self.options;
+        let readme = self.readme.take();
         let (mut inner, mut manifest, mut progress) = self.finish_data()?;
         let mut report = |phase, done, total| {
             if let Some(f) = progress.as_mut() {
@@ -382,6 +393,7 @@ impl<'p> BackupWriter<'p> {
         )));
         out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
         out.write_all(&manifest_bytes).map_err(io_err)?;
+        write_readme(&mut out, readme.as_deref(), options)?;
         out.start_file(
             SEALED_NAME,
             options
@@ -394,6 +406,18 @@ impl<'p> BackupWriter<'p> {
         drop(inner);
         Ok(out.finish().map_err(zip_err)?.into_inner())
     }
+}
+
+fn write_readme(
+    out: &mut ZipWriter<Cursor<Vec<u8>>>,
+    readme: Option<&str>,
+    options: SimpleFileOptions,
+) -> Result<()> {
+    if let Some(text) = readme {
+        out.start_file(README_NAME, options).map_err(zip_err)?;
+        out.write_all(text.as_bytes()).map_err(io_err)?;
+    }
+    Ok(())
 }
 
 /// The ZIP timestamp of `exportedAt` (`YYYY-MM-DDTHH:MM:SS…`), or 1980-01-01 if it does not parse:

@@ -111,7 +111,7 @@ impl SseState {
                 q.viewer.sees(&c.author, c.space_id.as_deref())
                     && q.collections
                         .as_ref()
-                        .is_none_or(|cols| cols.contains(&c.change.table))
+                        .is_none_or(|cols| cols.contains(&c.table))
             })
     }
 }

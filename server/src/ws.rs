@@ -211,6 +211,6 @@ fn tables_for(
     ev.changes
         .iter()
         .filter(|c| viewer.sees(&c.author, c.space_id.as_deref()))
-        .map(|c| (ev.app_id.clone(), c.change.table.clone()))
+        .map(|c| (ev.app_id.clone(), c.table.clone()))
         .collect()
 }

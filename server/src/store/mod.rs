@@ -97,11 +97,12 @@ pub struct PushRequest {
     pub changes: Vec<Change>,
 }
 
-/// A change as it was logged.
+/// What live streams need to know of a logged change (they read the change itself from the
+/// store, after their cursor).
 #[derive(Debug, Clone)]
 pub struct LoggedChange {
-    /// The change as re-emitted to clients: `seq`, `schemaVersion` and `spaceId` filled in.
-    pub change: Change,
+    pub table: String,
+    pub id: String,
     pub seq: i64,
     pub author: String,
     pub space_id: Option<String>,

@@ -313,7 +313,10 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(internal)?;
     let mut out = PushOutcome::default();
-    let mut recs: HashMap<(String, String), Rec> = HashMap::new();
+    // Records touched by this push, in the order first touched (new records get their
+    // snapshot position in push order).
+    let mut slots: HashMap<(String, String), usize> = HashMap::new();
+    let mut recs: Vec<((String, String), Rec)> = Vec::new();
     {
         let mut load = tx
             .prepare_cached(
@@ -345,8 +348,8 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
             }
             let given_space = normalise_space(given_space, user);
 
-            let rec = match recs.entry((c.table.clone(), c.id.clone())) {
-                Entry::Occupied(e) => e.into_mut(),
+            let slot = match slots.entry((c.table.clone(), c.id.clone())) {
+                Entry::Occupied(e) => *e.get(),
                 Entry::Vacant(v) => {
                     let row = load
                         .query_row(params![req.app_id, c.table, c.id], |r| {
@@ -393,9 +396,11 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                             }
                         }
                     };
-                    v.insert(rec)
+                    recs.push((v.key().clone(), rec));
+                    *v.insert(recs.len() - 1)
                 }
             };
+            let rec = &mut recs[slot].1;
             if rec.author != user {
                 return Err(StoreError::Forbidden {
                     index,
@@ -497,12 +502,9 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                 }
             }
 
-            let mut emitted = c.clone();
-            emitted.seq = Some(seq.to_string());
-            emitted.schema_version = Some(c.schema_version());
-            emitted.space_id = rec.space_id.clone().or(emitted.space_id);
             out.applied.push(LoggedChange {
-                change: emitted,
+                table: c.table.clone(),
+                id: c.id.clone(),
                 seq,
                 author: user.to_owned(),
                 space_id: rec.space_id.clone(),
@@ -530,7 +532,7 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                     id,
                     rec.author,
                     rec.space_id,
-                    encode_state(&rec.state),
+                    encode_state(&rec.state)?,
                     rec.updated_at,
                     rec.schema_version,
                     rec.last_seq,
@@ -542,19 +544,29 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
     Ok(out)
 }
 
-/// `{ field: { v, at, a? } }`.
-fn encode_state(state: &RecordState) -> String {
-    let mut m = Map::with_capacity(state.fields.len());
-    for (name, f) in &state.fields {
-        let mut e = Map::with_capacity(3);
-        e.insert("v".into(), f.value.clone());
-        e.insert("at".into(), Value::String(f.at.to_string()));
-        if let Some(a) = &f.actor {
-            e.insert("a".into(), a.clone());
+/// `{ field: { v, at, a? } }`, written straight into a string (this runs once per record
+/// per push).
+fn encode_state(state: &RecordState) -> Result<String, StoreError> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 * state.fields.len() + 2);
+    out.push('{');
+    for (i, (name, f)) in state.fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        m.insert(name.clone(), Value::Object(e));
+        out.push_str(&serde_json::to_string(name).map_err(internal)?);
+        out.push_str(":{\"v\":");
+        out.push_str(&serde_json::to_string(&f.value).map_err(internal)?);
+        // An HLC string is ASCII digits, letters, '-', ':', '.': no escaping needed.
+        let _ = write!(out, ",\"at\":\"{}\"", f.at);
+        if let Some(a) = &f.actor {
+            out.push_str(",\"a\":");
+            out.push_str(&serde_json::to_string(a).map_err(internal)?);
+        }
+        out.push('}');
     }
-    Value::Object(m).to_string()
+    out.push('}');
+    Ok(out)
 }
 
 fn decode_state(s: &str) -> Result<RecordState, StoreError> {
@@ -963,6 +975,22 @@ mod tests {
         assert!(matches!(err, StoreError::Forbidden { index: 1, .. }));
         assert!(page(&store, "b", None, 10).changes.is_empty());
         assert_eq!(page(&store, "a", Some(Cursor::Log(0)), 10).changes.len(), 1);
+    }
+
+    #[test]
+    fn state_encoding_round_trips_awkward_names_and_values() {
+        let c = ch(
+            json!({"eventId": eid(1), "table": "t", "id": "x", "op": "insert",
+            "data": {"we\"ird\\name": "va\"l\nue", "n": 1.5, "o": {"a": [1, null]}},
+            "updatedAt": hlc(1, 1), "actor": {"kind": "ai", "name": "é\"x"}}),
+        );
+        let state = RecordState::from_change(&c).unwrap();
+        let text = encode_state(&state).unwrap();
+        assert_eq!(decode_state(&text).unwrap(), state);
+        assert_eq!(
+            decode_state(&encode_state(&RecordState::default()).unwrap()).unwrap(),
+            RecordState::default()
+        );
     }
 
     #[test]

@@ -462,7 +462,7 @@ impl<'a> ArchiveData<'a> {
             loop {
                 line.clear();
                 match (&mut reader)
-                    .take(max_line + 2)
+                    .take(max_line.saturating_add(2))
                     .read_until(b'\n', &mut line)
                 {
                     Ok(0) => break,
@@ -481,7 +481,7 @@ impl<'a> ArchiveData<'a> {
                     continue;
                 }
                 line_no += 1;
-                if line.len() as u64 > max_line + 1 {
+                if line.len() as u64 > max_line.saturating_add(1) {
                     first_err = Some(BackupError::corrupt_at(
                         name,
                         Some(line_no),
@@ -660,6 +660,17 @@ fn scan_entries(zip: &Zip<'_>, limits: &Limits, outer: bool) -> Result<Scan> {
             .map_err(|e| BackupError::corrupt(format!("ZIP entry {index}: {e}")))?;
         let kind = classify_entry(entry.name_raw())?;
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        // Another tool may show a different name (e.g. from a Unicode Path extra field): the
+        // name we check must be the one every tool sees.
+        match entry.name() {
+            Ok(shown) if shown.as_bytes() == entry.name_raw() => {}
+            _ => {
+                return Err(BackupError::bad_name(
+                    &name,
+                    "the entry's displayed name differs from its stored name",
+                ))
+            }
+        }
         if entry.encrypted() {
             return Err(BackupError::corrupt(format!(
                 "{name}: ZIP-encrypted entries are not supported"

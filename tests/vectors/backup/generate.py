@@ -25,6 +25,7 @@ import os
 import struct
 import sys
 import zipfile
+import zlib
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -258,6 +259,19 @@ def generate():
                      [("../../evil.jsonl", b'{"id":"x"}\n', zipfile.ZIP_DEFLATED)])
     arch, _, _ = sealed(inner=inner)
     write("fail_traversal_inside_sealed", arch, PASS, err("invalid_entry_name"))
+    # The stored name is harmless but an Info-ZIP Unicode Path extra field (0x7075), which unzip
+    # tools display and extract to, says "../evil.jsonl".
+    zi = zinfo("data/extra.jsonl")
+    target = b"../evil.jsonl"
+    body = b"\x01" + struct.pack("<I", zlib.crc32(b"data/extra.jsonl")) + target
+    zi.extra = struct.pack("<HH", 0x7075, len(body)) + body
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(zinfo("manifest.json"), manifest(ROWS, None))
+        for n, d in data_files().items():
+            z.writestr(zinfo(n), d)
+        z.writestr(zi, b'{"id":"x"}\n')
+    write("fail_traversal_unicode_path_field", buf.getvalue(), None, err("invalid_entry_name"))
     dup = io.BytesIO()
     with zipfile.ZipFile(dup, "w") as z:
         files = data_files()

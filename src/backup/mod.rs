@@ -26,6 +26,32 @@
 //! # Ok::<(), backup::BackupError>(())
 //! ```
 //!
+//! Sealed, with the key derived by the caller (what the browser does with WebCrypto's PBKDF2):
+//! ```
+//! use mana_sync::backup::{self, BackupWriter, ManifestInfo, Scope, SealParams};
+//! let mut w = BackupWriter::new(ManifestInfo::new("u1", "2026-11-25T10:00:00.000Z", Scope::Full));
+//! w.on_progress(1, |p| println!("{} {}/{}", p.phase.as_str(), p.done, p.total));
+//! w.begin_table("notes")?;
+//! w.write_row(&serde_json::json!({"id": "n1"}))?;
+//! let params = SealParams::random(backup::DEFAULT_ITERATIONS)?;
+//! // Browser: crypto.subtle.deriveBits({name: "PBKDF2", hash: "SHA-256", salt: params.salt,
+//! // iterations: params.iterations}, passphraseKey, 256). Natively:
+//! # let params = SealParams { iterations: 1000, ..params };
+//! let key = backup::derive_key(b"passphrase", &params.salt, params.iterations);
+//! let bytes = w.finish_sealed_with_key(&key, params)?;
+//!
+//! let archive = backup::open(&bytes)?; // inspectBackup: manifest + is_sealed, no passphrase
+//! assert!(archive.is_sealed());
+//! let p = archive.seal_params().unwrap(); // salt, iv, iterations to derive the key from
+//! let key = backup::derive_key(b"passphrase", &p.salt, p.iterations);
+//! let mut data = archive.unseal_with_key(&key, &mut |_| {})?;
+//! let tables = data.read_all(&mut |_| {})?; // everything checked before it returns
+//! assert_eq!(tables[0].1.len(), 1);
+//! let wrong = backup::derive_key(b"nope", &p.salt, p.iterations);
+//! assert_eq!(archive.unseal_with_key(&wrong, &mut |_| {}).unwrap_err().code(), "wrong_passphrase");
+//! # Ok::<(), backup::BackupError>(())
+//! ```
+//!
 //! Sealing in the browser derives the key with WebCrypto (`PBKDF2`, SHA-256, `params.iterations`,
 //! 256 bits) and calls [`BackupWriter::finish_sealed_with_key`] /
 //! [`OpenedArchive::unseal_with_key`]; natively [`derive_key`] gives the same bytes.

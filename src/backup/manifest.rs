@@ -159,8 +159,8 @@ impl Manifest {
     }
 
     /// Pretty JSON, as written into archives.
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        // Serialising plain maps, strings and numbers cannot fail.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| BackupError::InvalidInput(format!("manifest not serialisable: {e}")))
     }
 }

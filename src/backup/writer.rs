@@ -316,7 +316,7 @@ impl<'p> BackupWriter<'p> {
         let readme = self.readme.take();
         let (data_zip, manifest, mut progress) = self.finish_data()?;
         let total = data_zip.len() as u64;
-        let manifest_bytes = manifest.to_json_bytes();
+        let manifest_bytes = manifest.to_json_bytes()?;
         let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
             data_zip.len() + manifest_bytes.len() + 1024,
         )));
@@ -387,7 +387,7 @@ impl<'p> BackupWriter<'p> {
             key_check: Some(seal::b64_encode(&seal::key_check(key))),
             extra: Map::new(),
         });
-        let manifest_bytes = manifest.to_json_bytes();
+        let manifest_bytes = manifest.to_json_bytes()?;
         let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
             inner.len() + manifest_bytes.len() + 1024,
         )));

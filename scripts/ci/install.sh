@@ -53,3 +53,9 @@ step "wasm-bindgen-cli $WASM_BINDGEN_VERSION" \
 step "node tools (tools/node_modules)" \
   "[ tools/node_modules/.package-lock.json -nt tools/package-lock.json ]" \
   "npm ci --prefix tools --no-audit --no-fund --loglevel=error"
+
+# Python's `cryptography`: the backup vectors' independent reference writer, used by the CLI
+# interop test (tests/vectors/backup/generate.py check).
+step "python cryptography" \
+  "python3 -c 'import cryptography'" \
+  "python3 -m pip install --quiet --disable-pip-version-check cryptography"

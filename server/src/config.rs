@@ -46,6 +46,9 @@ pub struct Config {
     /// Highest change `schemaVersion` accepted (above: 422).
     #[arg(long, env = "MAX_SCHEMA_VERSION", default_value_t = 1)]
     pub max_schema_version: u32,
+    /// Interval of the `: heartbeat` comments on SSE streams (tests shorten it).
+    #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 30_000, hide = true)]
+    pub sse_heartbeat_ms: u64,
     /// Development mode: allows running without auth configuration (a random HS256 secret is
     /// generated) and enables `POST /dev/token {userId}`. Never use in production.
     #[arg(long)]

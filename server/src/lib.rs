@@ -52,6 +52,7 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     pub max_schema_version: u32,
     pub max_body_bytes: usize,
+    pub sse_heartbeat: Duration,
     pub dev: bool,
     cors_origins: Option<String>,
 }
@@ -116,6 +117,7 @@ impl AppState {
                 shutdown: rx,
                 max_schema_version: config.max_schema_version,
                 max_body_bytes: config.max_body_bytes,
+                sse_heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
                 dev: config.dev,
                 cors_origins: config.cors_origins.clone(),
             },

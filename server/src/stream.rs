@@ -14,7 +14,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -97,7 +96,7 @@ pub async fn sse(
     let stream = futures_util::stream::unfold(state, next_event);
     Ok(Sse::new(stream).keep_alive(
         KeepAlive::new()
-            .interval(Duration::from_secs(30))
+            .interval(st.sse_heartbeat)
             .text("heartbeat"),
     ))
 }

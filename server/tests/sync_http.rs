@@ -814,3 +814,29 @@ async fn billing_gate_answers_402_unless_subscribed_or_exempt() {
     );
     assert_eq!(paid.push_raw("notes", body("c2")).await.0, 200);
 }
+
+#[tokio::test]
+async fn idle_sse_stream_sends_heartbeat_comments() {
+    let s = TestServer::start_with(|c| c.sse_heartbeat_ms = 100).await;
+    let resp = s
+        .http
+        .get(format!("{}/sync/notes/stream", s.base))
+        .bearer_auth(token("alice", 3600))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains(": heartbeat\n\n") {
+                return text;
+            }
+        }
+        text
+    })
+    .await
+    .expect("a heartbeat within 5 s at a 100 ms interval");
+    assert!(text.contains(": heartbeat\n\n"), "{text}");
+}

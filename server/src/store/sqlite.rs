@@ -994,6 +994,21 @@ mod tests {
     }
 
     #[test]
+    fn a_change_repeated_within_one_push_is_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+        let c = ch(
+            json!({"eventId": eid(1), "table": "notes", "id": "n1", "op": "insert",
+            "data": {"title": "t"}, "updatedAt": hlc(1, 1)}),
+        );
+        let out = push(&store, "a", vec![c.clone(), c.clone()]).unwrap();
+        assert_eq!((out.applied.len(), out.duplicates), (1, 1));
+        let out = push(&store, "a", vec![c]).unwrap();
+        assert_eq!((out.applied.len(), out.duplicates), (0, 1));
+        assert_eq!(page(&store, "a", Some(Cursor::Log(0)), 10).changes.len(), 1);
+    }
+
+    #[test]
     fn migrations_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.db");

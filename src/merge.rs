@@ -121,8 +121,7 @@ pub fn apply(
     let mut conflicts = Vec::new();
     for (name, incoming) in field_writes(change)? {
         if let Some(local) = state.fields.get(&name) {
-            if incoming.at > local.at && !is_empty(&local.value) && incoming.value != local.value
-            {
+            if incoming.at > local.at && !is_empty(&local.value) && incoming.value != local.value {
                 conflicts.push(Conflict {
                     collection: change.table.clone(),
                     id: change.id.clone(),
@@ -215,7 +214,10 @@ pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, Protoc
             }
             if let Some(space) = &change.space_id {
                 if !data.contains_key(FIELD_SPACE_ID) {
-                    out.push((FIELD_SPACE_ID.into(), entry(Value::String(space.clone()), at)));
+                    out.push((
+                        FIELD_SPACE_ID.into(),
+                        entry(Value::String(space.clone()), at),
+                    ));
                 }
             }
         }
@@ -314,12 +316,16 @@ mod tests {
 
     #[test]
     fn insert_then_update_then_delete() {
-        let ins = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "insert",
-            "data": {"id": "n1", "title": "a", "body": "b"}, "updatedAt": hlc(1, 1)}));
+        let ins = change(
+            json!({"eventId": EID, "table": "notes", "id": "n1", "op": "insert",
+            "data": {"id": "n1", "title": "a", "body": "b"}, "updatedAt": hlc(1, 1)}),
+        );
         let (s, c) = apply(RecordState::default(), &ins).unwrap();
         assert!(c.is_empty());
-        let upd = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "update",
-            "fields": {"title": {"value": "A", "updatedAt": hlc(2, 2)}}}));
+        let upd = change(
+            json!({"eventId": EID, "table": "notes", "id": "n1", "op": "update",
+            "fields": {"title": {"value": "A", "updatedAt": hlc(2, 2)}}}),
+        );
         let (s, c) = apply(s, &upd).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "title");
@@ -328,18 +334,24 @@ mod tests {
         let rec = s.to_record("n1");
         assert_eq!(rec["title"], json!("A"));
         assert_eq!(rec["body"], json!("b"));
-        let del = change(json!({"eventId": EID, "table": "notes", "id": "n1", "op": "delete",
-            "deletedAt": hlc(3, 1)}));
+        let del = change(
+            json!({"eventId": EID, "table": "notes", "id": "n1", "op": "delete",
+            "deletedAt": hlc(3, 1)}),
+        );
         let (s, _) = apply(s, &del).unwrap();
         assert!(s.is_deleted());
     }
 
     #[test]
     fn older_write_loses_without_conflict() {
-        let newer = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
-            "fields": {"f": {"value": 2, "updatedAt": hlc(10, 1)}}}));
-        let older = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
-            "fields": {"f": {"value": 1, "updatedAt": hlc(5, 2)}}}));
+        let newer = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 2, "updatedAt": hlc(10, 1)}}}),
+        );
+        let older = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 1, "updatedAt": hlc(5, 2)}}}),
+        );
         let (s, _) = apply(RecordState::default(), &newer).unwrap();
         let (s, c) = apply(s, &older).unwrap();
         assert!(c.is_empty());
@@ -348,8 +360,10 @@ mod tests {
 
     #[test]
     fn record_and_meta_round_trip() {
-        let ins = change(json!({"eventId": EID, "table": "t", "id": "x", "op": "insert",
-            "data": {"a": 1}, "updatedAt": hlc(1, 1), "actor": {"kind": "ai"}}));
+        let ins = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "insert",
+            "data": {"a": 1}, "updatedAt": hlc(1, 1), "actor": {"kind": "ai"}}),
+        );
         let s = RecordState::from_change(&ins).unwrap();
         let back = RecordState::from_record(&s.to_record("x"), &s.field_meta()).unwrap();
         assert_eq!(back, s);

@@ -14,14 +14,20 @@ fn vectors() -> Vec<Value> {
 }
 
 fn key_of(case: &Value) -> [u8; 32] {
-    hex::decode(case["keyHex"].as_str().unwrap()).unwrap().try_into().unwrap()
+    hex::decode(case["keyHex"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 #[test]
 fn encrypts_to_the_independent_vectors_and_back() {
     for case in vectors() {
         let cipher = FieldCipher::new(&key_of(&case));
-        let nonce: [u8; 12] = hex::decode(case["nonceHex"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let nonce: [u8; 12] = hex::decode(case["nonceHex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
         let (c, id, f) = (
             case["collection"].as_str().unwrap(),
             case["id"].as_str().unwrap(),
@@ -30,7 +36,10 @@ fn encrypts_to_the_independent_vectors_and_back() {
         let env = cipher.encrypt(c, id, f, &case["value"], nonce);
         assert_eq!(env, case["envelope"].as_str().unwrap());
         assert!(is_encrypted(&Value::String(env.clone())));
-        assert_eq!(cipher.decrypt(c, id, f, &Value::String(env)).unwrap(), case["value"]);
+        assert_eq!(
+            cipher.decrypt(c, id, f, &Value::String(env)).unwrap(),
+            case["value"]
+        );
     }
 }
 
@@ -39,7 +48,10 @@ fn published_aes_256_gcm_test_cases() {
     // McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 13 and 14.
     let aead = Aes256Gcm::new(&[0u8; 32].into());
     let nonce = Nonce::from([0u8; 12]);
-    assert_eq!(hex::encode(aead.encrypt(&nonce, &b""[..]).unwrap()), "530f8afbc74536b9a963b4f1c4cb738b");
+    assert_eq!(
+        hex::encode(aead.encrypt(&nonce, &b""[..]).unwrap()),
+        "530f8afbc74536b9a963b4f1c4cb738b"
+    );
     assert_eq!(
         hex::encode(aead.encrypt(&nonce, &[0u8; 16][..]).unwrap()),
         "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"
@@ -70,18 +82,32 @@ fn tampered_moved_or_foreign_ciphertexts_fail_with_decrypt_failed() {
         ("todos", "n1", "title", env.clone()),   // moved to another collection
     ];
     for (c, id, f, v) in cases {
-        let err = cipher.decrypt(c, id, f, &Value::String(v.clone())).unwrap_err();
+        let err = cipher
+            .decrypt(c, id, f, &Value::String(v.clone()))
+            .unwrap_err();
         assert_eq!(err.code(), "decrypt_failed", "{c}/{id}/{f} {v}");
     }
     // A different key.
     let other = FieldCipher::new(&[9u8; 32]);
-    assert_eq!(other.decrypt("notes", "n1", "title", &Value::String(env)).unwrap_err().code(), "decrypt_failed");
+    assert_eq!(
+        other
+            .decrypt("notes", "n1", "title", &Value::String(env))
+            .unwrap_err()
+            .code(),
+        "decrypt_failed"
+    );
 }
 
 #[test]
 fn plaintext_passes_through_decrypt() {
     let cipher = FieldCipher::new(&[1u8; 32]);
-    for v in [json!("plain"), json!(3), json!(null), json!({"a": "enc:1:x"}), json!("enc:2:zz")] {
+    for v in [
+        json!("plain"),
+        json!(3),
+        json!(null),
+        json!({"a": "enc:1:x"}),
+        json!("enc:2:zz"),
+    ] {
         assert_eq!(cipher.decrypt("c", "i", "f", &v).unwrap(), v);
     }
 }
@@ -90,12 +116,18 @@ fn plaintext_passes_through_decrypt() {
 fn vault_refuses_bad_keys_and_forgets_on_lock() {
     let mut vault = Vault::default();
     assert_eq!(vault.cipher().err().unwrap().code(), "vault_locked");
-    assert_eq!(vault.unlock(&[0u8; 16], None).unwrap_err().code(), "invalid_key");
+    assert_eq!(
+        vault.unlock(&[0u8; 16], None).unwrap_err().code(),
+        "invalid_key"
+    );
     let check = vault.unlock(&[1u8; 32], None).unwrap();
     assert!(vault.is_unlocked());
     vault.lock();
     assert!(!vault.is_unlocked());
-    assert_eq!(vault.unlock(&[2u8; 32], Some(&check)).unwrap_err().code(), "wrong_vault_key");
+    assert_eq!(
+        vault.unlock(&[2u8; 32], Some(&check)).unwrap_err().code(),
+        "wrong_vault_key"
+    );
     assert!(!vault.is_unlocked());
     vault.unlock(&[1u8; 32], Some(&check)).unwrap();
     assert!(vault.cipher().is_ok());

@@ -12,7 +12,8 @@ const FIELDS: &[&str] = &["title", "body", "done", "spaceId"];
 
 fn hlc_strategy() -> impl Strategy<Value = Hlc> {
     // Few millis, counters and nodes so that equal field timestamps happen often.
-    (0u64..6, 0u16..3, 0u64..3).prop_map(|(ms, c, n)| Hlc::new(1_700_000_000_000 + ms, c, n).unwrap())
+    (0u64..6, 0u16..3, 0u64..3)
+        .prop_map(|(ms, c, n)| Hlc::new(1_700_000_000_000 + ms, c, n).unwrap())
 }
 
 fn value_strategy() -> impl Strategy<Value = Value> {
@@ -27,8 +28,21 @@ fn value_strategy() -> impl Strategy<Value = Value> {
 }
 
 fn change_strategy() -> impl Strategy<Value = Change> {
-    let actor = prop_oneof![Just(None), Just(Some(json!({"kind": "ai"}))), Just(Some(json!({"kind": "user"})))];
-    (0u8..3, hlc_strategy(), prop::collection::btree_map(0usize..FIELDS.len(), (value_strategy(), hlc_strategy()), 1..4), actor)
+    let actor = prop_oneof![
+        Just(None),
+        Just(Some(json!({"kind": "ai"}))),
+        Just(Some(json!({"kind": "user"})))
+    ];
+    (
+        0u8..3,
+        hlc_strategy(),
+        prop::collection::btree_map(
+            0usize..FIELDS.len(),
+            (value_strategy(), hlc_strategy()),
+            1..4,
+        ),
+        actor,
+    )
         .prop_map(|(op, at, fields, actor)| {
             let mut c = Change {
                 event_id: "0190a6f0-0000-7000-8000-000000000001".into(),
@@ -46,7 +60,12 @@ fn change_strategy() -> impl Strategy<Value = Change> {
             };
             match op {
                 0 => {
-                    c.data = Some(fields.iter().map(|(f, (v, _))| (FIELDS[*f].to_string(), v.clone())).collect());
+                    c.data = Some(
+                        fields
+                            .iter()
+                            .map(|(f, (v, _))| (FIELDS[*f].to_string(), v.clone()))
+                            .collect(),
+                    );
                     c.updated_at = Some(at.to_string());
                 }
                 1 => {
@@ -54,7 +73,15 @@ fn change_strategy() -> impl Strategy<Value = Change> {
                     c.fields = Some(
                         fields
                             .iter()
-                            .map(|(f, (v, t))| (FIELDS[*f].to_string(), FieldChange { value: v.clone(), updated_at: t.to_string() }))
+                            .map(|(f, (v, t))| {
+                                (
+                                    FIELDS[*f].to_string(),
+                                    FieldChange {
+                                        value: v.clone(),
+                                        updated_at: t.to_string(),
+                                    },
+                                )
+                            })
                             .collect(),
                     );
                 }
@@ -69,11 +96,16 @@ fn change_strategy() -> impl Strategy<Value = Change> {
 }
 
 fn fold(changes: &[Change]) -> RecordState {
-    changes.iter().fold(RecordState::default(), |s, c| apply(s, c).unwrap().0)
+    changes
+        .iter()
+        .fold(RecordState::default(), |s, c| apply(s, c).unwrap().0)
 }
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 1000, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 1000,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {

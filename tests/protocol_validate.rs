@@ -39,25 +39,102 @@ fn valid_changes_pass() {
 #[test]
 fn each_invalid_shape_has_its_code() {
     let cases: Vec<(&str, Value)> = vec![
-        ("empty_id", with("insert", |m| { m.insert("id".into(), json!("")); })),
-        ("empty_table", with("update", |m| { m.insert("table".into(), json!("")); })),
-        ("unknown_op", with("delete", |m| { m.insert("op".into(), json!("upsert")); })),
-        ("missing_data", with("insert", |m| { m.remove("data"); })),
-        ("missing_fields", with("update", |m| { m.remove("fields"); })),
-        ("missing_fields", with("update", |m| { m.insert("fields".into(), json!({})); })),
-        ("missing_timestamp", with("insert", |m| { m.remove("updatedAt"); })),
-        ("missing_timestamp", with("delete", |m| { m.remove("deletedAt"); })),
-        ("invalid_timestamp", with("update", |m| {
-            m.insert("fields".into(), json!({"title": {"value": 1, "updatedAt": "2026-11-25"}}));
-        })),
-        ("invalid_timestamp", with("delete", |m| { m.insert("deletedAt".into(), json!("yesterday")); })),
-        ("invalid_timestamp", with("insert", |m| { m.insert("updatedAt".into(), json!(T1.to_uppercase())); })),
-        ("invalid_event_id", with("insert", |m| { m.insert("eventId".into(), json!("e1")); })),
-        ("reserved_field", with("update", |m| {
-            m.insert("fields".into(), json!({"__fieldMeta": {"value": {}, "updatedAt": T1}}));
-        })),
-        ("reserved_field", with("insert", |m| { m.insert("data".into(), json!({"__fieldMeta": {}})); })),
-        ("id_mismatch", with("insert", |m| { m.insert("data".into(), json!({"id": "other"})); })),
+        (
+            "empty_id",
+            with("insert", |m| {
+                m.insert("id".into(), json!(""));
+            }),
+        ),
+        (
+            "empty_table",
+            with("update", |m| {
+                m.insert("table".into(), json!(""));
+            }),
+        ),
+        (
+            "unknown_op",
+            with("delete", |m| {
+                m.insert("op".into(), json!("upsert"));
+            }),
+        ),
+        (
+            "missing_data",
+            with("insert", |m| {
+                m.remove("data");
+            }),
+        ),
+        (
+            "missing_fields",
+            with("update", |m| {
+                m.remove("fields");
+            }),
+        ),
+        (
+            "missing_fields",
+            with("update", |m| {
+                m.insert("fields".into(), json!({}));
+            }),
+        ),
+        (
+            "missing_timestamp",
+            with("insert", |m| {
+                m.remove("updatedAt");
+            }),
+        ),
+        (
+            "missing_timestamp",
+            with("delete", |m| {
+                m.remove("deletedAt");
+            }),
+        ),
+        (
+            "invalid_timestamp",
+            with("update", |m| {
+                m.insert(
+                    "fields".into(),
+                    json!({"title": {"value": 1, "updatedAt": "2026-11-25"}}),
+                );
+            }),
+        ),
+        (
+            "invalid_timestamp",
+            with("delete", |m| {
+                m.insert("deletedAt".into(), json!("yesterday"));
+            }),
+        ),
+        (
+            "invalid_timestamp",
+            with("insert", |m| {
+                m.insert("updatedAt".into(), json!(T1.to_uppercase()));
+            }),
+        ),
+        (
+            "invalid_event_id",
+            with("insert", |m| {
+                m.insert("eventId".into(), json!("e1"));
+            }),
+        ),
+        (
+            "reserved_field",
+            with("update", |m| {
+                m.insert(
+                    "fields".into(),
+                    json!({"__fieldMeta": {"value": {}, "updatedAt": T1}}),
+                );
+            }),
+        ),
+        (
+            "reserved_field",
+            with("insert", |m| {
+                m.insert("data".into(), json!({"__fieldMeta": {}}));
+            }),
+        ),
+        (
+            "id_mismatch",
+            with("insert", |m| {
+                m.insert("data".into(), json!({"id": "other"}));
+            }),
+        ),
     ];
     for (code, v) in cases {
         assert_eq!(code_of(v.clone()), Some(code), "{v}");
@@ -92,7 +169,14 @@ fn wire_format_is_camel_case_omits_absent_and_tolerates_unknown() {
     assert_eq!(out["eventId"], json!(EID));
     assert_eq!(out["updatedAt"], json!(T1));
     assert_eq!(out["actor"], json!({"kind": "ai", "model": "x"}));
-    for absent in ["fields", "deletedAt", "schemaVersion", "spaceId", "seq", "somethingNew"] {
+    for absent in [
+        "fields",
+        "deletedAt",
+        "schemaVersion",
+        "spaceId",
+        "seq",
+        "somethingNew",
+    ] {
         assert!(out.get(absent).is_none(), "{absent} should be omitted");
     }
     assert_eq!(c.schema_version(), 1);
@@ -101,7 +185,10 @@ fn wire_format_is_camel_case_omits_absent_and_tolerates_unknown() {
         "serverChanges": [], "conflicts": [], "syncedUntil": "17", "hasMore": false
     }))
     .unwrap();
-    assert_eq!(serde_json::to_value(&resp).unwrap()["syncedUntil"], json!("17"));
+    assert_eq!(
+        serde_json::to_value(&resp).unwrap()["syncedUntil"],
+        json!("17")
+    );
 }
 
 #[test]

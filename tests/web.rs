@@ -9,7 +9,8 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 fn to_js(v: serde_json::Value) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap()
 }
 use serde::Serialize;
 
@@ -42,7 +43,10 @@ fn merge_runs_in_wasm_and_reports_conflicts() {
     ]);
     let out = merge_changes(to_js(changes)).unwrap();
     let out: serde_json::Value = serde_wasm_bindgen::from_value(out).unwrap();
-    assert_eq!(out["record"], json!({"id": "n1", "title": "remote", "body": "b"}));
+    assert_eq!(
+        out["record"],
+        json!({"id": "n1", "title": "remote", "body": "b"})
+    );
     assert_eq!(out["fieldMeta"]["title"]["at"], json!(t2));
     // Applied in this order, the older insert arrives second: no conflict.
     assert_eq!(out["conflicts"], json!([]));
@@ -53,7 +57,8 @@ fn merge_runs_in_wasm_and_reports_conflicts() {
         {"eventId": eid, "table": "notes", "id": "n1", "op": "update",
          "fields": {"title": {"value": "remote", "updatedAt": t2}}},
     ]);
-    let out: serde_json::Value = serde_wasm_bindgen::from_value(merge_changes(to_js(reversed)).unwrap()).unwrap();
+    let out: serde_json::Value =
+        serde_wasm_bindgen::from_value(merge_changes(to_js(reversed)).unwrap()).unwrap();
     assert_eq!(out["record"]["title"], json!("remote"));
     assert_eq!(out["conflicts"][0]["wasLocal"], json!("local"));
 

@@ -425,3 +425,37 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
     assert_eq!(at1[at1.len() - 16..], at2[at2.len() - 16..], "same node id");
     ok(s2.close()).await;
 }
+
+#[wasm_bindgen_test]
+async fn live_queries_of_another_store_on_the_same_database_follow_its_writes() {
+    // Two stores on one database stand in for two tabs: the BroadcastChannel reaches both.
+    let name = unique("tabs");
+    let writer = open_unlocked(&name).await;
+    let reader = open_unlocked(&name).await;
+    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = seen.clone();
+    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
+    let lq = reader.live_query("notes".into(), None).unwrap();
+    let _unsubscribe = lq.subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    ok(writer.put(
+        "notes".into(),
+        js(json!({"id": "x", "title": "from the other tab"})),
+        None,
+    ))
+    .await;
+    for _ in 0..200 {
+        if seen
+            .borrow()
+            .last()
+            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            break;
+        }
+        sleep(10).await;
+    }
+    assert_eq!(
+        seen.borrow().last().unwrap()[0]["title"],
+        json!("from the other tab")
+    );
+    drop(cb);
+}

@@ -322,7 +322,7 @@ impl StoreInner {
         )?;
         tx.commit().await?;
         for (collection, _) in &writes {
-            self.listeners.notify(collection);
+            self.changed(collection);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ mod live_query;
 mod merge_changes;
 mod query;
 mod store;
+mod tabs;
 mod types;
 mod webcrypto;
 

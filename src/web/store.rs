@@ -20,6 +20,7 @@ use super::idb_write::{open_raw, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::live_query::{Listeners, LiveQuery};
 use super::query::ListQuery;
+use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
 use crate::clock::{node_id_from_client_id, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
@@ -38,6 +39,7 @@ pub(crate) struct StoreInner {
     pub random: RefCell<RandomPool>,
     pub client_id: String,
     pub listeners: Listeners,
+    pub tabs: RefCell<Option<TabChannel>>,
     /// Migrations of imported rows, by the schema version they produce.
     pub migrations: RefCell<std::collections::BTreeMap<u32, js_sys::Function>>,
     /// Test hook: make the next write's transaction abort after its puts were issued.
@@ -143,6 +145,14 @@ impl StoreInner {
         }
     }
 
+    /// After a commit: re-run this store's live queries and tell the other tabs.
+    pub(crate) fn changed(&self, collection: &str) {
+        self.listeners.notify(collection);
+        if let Some(tabs) = self.tabs.borrow().as_ref() {
+            tabs.announce(collection);
+        }
+    }
+
     pub async fn put_many(
         &self,
         collection: &str,
@@ -157,7 +167,7 @@ impl StoreInner {
                 .collect::<Result<Vec<_>, _>>()
         })?;
         self.commit(collection, writes).await?;
-        self.listeners.notify(collection);
+        self.changed(collection);
         Ok(())
     }
 
@@ -174,7 +184,7 @@ impl StoreInner {
         let stored = self.get_stored(collection, id).await?;
         let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
         self.commit(collection, vec![write]).await?;
-        self.listeners.notify(collection);
+        self.changed(collection);
         Ok(())
     }
 
@@ -320,9 +330,11 @@ impl ManaStore {
             random: RefCell::new(RandomPool::default()),
             client_id: client_id.clone(),
             listeners: Listeners::default(),
+            tabs: RefCell::new(None),
             migrations: RefCell::default(),
             fail_next_commit: RefCell::new(false),
         });
+        *inner.tabs.borrow_mut() = TabChannel::open(&inner.config.name, Rc::downgrade(&inner));
         if !meta.contains_key("clientId") {
             inner.put_meta("clientId", Value::String(client_id)).await?;
         }
@@ -535,6 +547,9 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             inner.vault.borrow_mut().lock();
+            if let Some(tabs) = inner.tabs.borrow_mut().take() {
+                tabs.close();
+            }
             if let Some(raw) = inner.raw.borrow_mut().take() {
                 raw.close();
             }

@@ -80,6 +80,11 @@ impl Auth {
 
     /// Verifies a token and returns its subject (the user id).
     pub async fn verify(&self, token: &str) -> Result<String, AppError> {
+        self.verify_claims(token).await.map(|c| c.sub)
+    }
+
+    /// Verifies a token and returns its claims (long-lived streams end when `exp` passes).
+    pub async fn verify_claims(&self, token: &str) -> Result<Claims, AppError> {
         let header = decode_header(token)
             .map_err(|e| AppError::unauthorized(format!("malformed token: {e}")))?;
         let mut validation = Validation::new(header.alg);
@@ -114,7 +119,7 @@ impl Auth {
         if claims.sub.trim().is_empty() {
             return Err(AppError::unauthorized("token has an empty subject"));
         }
-        Ok(claims.sub)
+        Ok(claims)
     }
 }
 
@@ -182,6 +187,12 @@ fn find_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<DecodingK
                 .is_none_or(|ka| ka.to_string() == format!("{alg:?}"))
         })
         .find_map(|jwk| DecodingKey::from_jwk(jwk).ok())
+}
+
+/// When a token expiring at `exp` (unix seconds) stops being valid, as a tokio instant.
+pub fn expiry_instant(exp: u64) -> tokio::time::Instant {
+    let left = exp.saturating_sub(unix_now());
+    tokio::time::Instant::now() + Duration::from_secs(left.min(365 * 24 * 3600))
 }
 
 fn unix_now() -> u64 {

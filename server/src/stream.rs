@@ -47,6 +47,8 @@ struct SseState {
     query: PageQuery,
     rx: broadcast::Receiver<Arc<PushEvent>>,
     shutdown: watch::Receiver<bool>,
+    /// The stream ends when its token expires; the client reconnects with a fresh one.
+    expires: tokio::time::Instant,
     catching_up: bool,
     first: bool,
 }
@@ -68,7 +70,8 @@ pub async fn sse(
         .or(p.token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
-    let user_id = st.auth.verify(&token).await?;
+    let claims = st.auth.verify_claims(&token).await?;
+    let user_id = claims.sub;
     st.billing.check(&user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&AuthUser { user_id, token }).await?;
     let last_event_id = headers
@@ -90,6 +93,7 @@ pub async fn sse(
         },
         rx,
         shutdown: st.shutdown.clone(),
+        expires: crate::auth::expiry_instant(claims.exp),
         catching_up: true,
         first: true,
     };
@@ -154,6 +158,7 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
         }
         tokio::select! {
             _ = wait_shutdown(&mut s.shutdown) => return None,
+            _ = tokio::time::sleep_until(s.expires) => return None,
             r = s.rx.recv() => match r {
                 Ok(ev) => {
                     if s.concerns(&ev) {

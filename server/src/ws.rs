@@ -6,7 +6,7 @@
 //! `{type:"sync-available", appId, table}` whenever a push by another client touches a table
 //! with rows the user can see; the client then pulls. A client frame `{type:"ping"}` is
 //! answered `{type:"pong"}`. Auth failures: `{type:"error", code:"unauthorized", message}` and
-//! close code 4401.
+//! close code 4401; the same when the token expires (the client reconnects with a fresh one).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -127,8 +127,8 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
             Err(_) => return reject(socket, "unauthorized", "no auth frame in time", 4401).await,
         },
     };
-    let user_id = match st.auth.verify(&token).await {
-        Ok(u) => u,
+    let (user_id, expires) = match st.auth.verify_claims(&token).await {
+        Ok(c) => (c.sub, crate::auth::expiry_instant(c.exp)),
         Err(e) => return reject(socket, e.code, &e.message, 4401).await,
     };
     let viewer = match st.memberships.viewer(&AuthUser { user_id, token }).await {
@@ -155,6 +155,10 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                     reason: "server shutting down".into(),
                 }))).await;
                 return;
+            }
+            _ = tokio::time::sleep_until(expires) => {
+                // Reconnect with a fresh token.
+                return reject(socket, "unauthorized", "token expired", 4401).await;
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => {

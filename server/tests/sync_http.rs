@@ -840,3 +840,32 @@ async fn idle_sse_stream_sends_heartbeat_comments() {
     .expect("a heartbeat within 5 s at a 100 ms interval");
     assert!(text.contains(": heartbeat\n\n"), "{text}");
 }
+
+#[tokio::test]
+async fn live_streams_end_when_their_token_expires() {
+    let s = TestServer::start().await;
+    let short = token("alice", 1);
+    let mut sse = open_sse(&s, "", &short).await;
+    assert!(sse.next(SECOND).await.is_some(), "backlog");
+    let mut ws = open_ws(&s, "/ws", &short, "c").await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        // (Longer than the outer timeout: only the end of the stream makes this return.)
+        while sse.next(Duration::from_secs(10)).await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "SSE stream ended at expiry");
+    let frame = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str::<Value>(t.as_str()).unwrap()
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended without a frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("WebSocket told about expiry");
+    assert_eq!(frame["code"], "unauthorized");
+}

@@ -154,12 +154,19 @@ impl StoreInner {
         for (i, collection) in collections.iter().enumerate() {
             report(&cb, "read", i as u64, collections.len() as u64);
             let rows = self.read_all_raw(collection).await?;
+            // Decrypt first, then write: the writer calls the app's progress callback, which
+            // must be free to call back into the store (e.g. `lock()`).
+            let rows = {
+                let vault = self.vault.borrow();
+                rows.into_iter()
+                    .map(|row| {
+                        records::export_row(&self.registry, vault.cipher().ok(), collection, row)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             writer.begin_table(collection)?;
-            let vault = self.vault.borrow();
-            for row in rows {
-                let row =
-                    records::export_row(&self.registry, vault.cipher().ok(), collection, row)?;
-                writer.write_row(&row)?;
+            for row in &rows {
+                writer.write_row(row)?;
             }
         }
         report(

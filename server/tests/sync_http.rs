@@ -869,3 +869,40 @@ async fn live_streams_end_when_their_token_expires() {
     .expect("WebSocket told about expiry");
     assert_eq!(frame["code"], "unauthorized");
 }
+
+#[tokio::test]
+async fn actor_schema_version_and_space_are_re_emitted() {
+    let s = TestServer::start().await;
+    let a = s.client("alice", "a1");
+    let mut with_actor = insert("notes", "n1", json!({"t": 1}), &hlc(1, 1));
+    with_actor["actor"] = json!({"kind": "ai", "model": "m-1", "nested": {"x": [1, 2]}});
+    let plain = insert(
+        "notes",
+        "n2",
+        json!({"t": 2, "spaceId": "team-9"}),
+        &hlc(2, 1),
+    );
+    let mut fields_space = update("notes", "n2", "t", json!(3), &hlc(3, 1));
+    fields_space["fields"]["spaceId"] = json!({"value": "team-9", "updatedAt": hlc(3, 1)});
+    a.push("notes", vec![with_actor, plain, fields_space]).await;
+
+    let (status, body) = a.pull_raw("notes", "since=0").await;
+    assert_eq!(status, 200);
+    let changes = body["serverChanges"].as_array().unwrap();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(
+        changes[0]["actor"],
+        json!({"kind": "ai", "model": "m-1", "nested": {"x": [1, 2]}})
+    );
+    assert!(
+        changes[1].get("actor").is_none(),
+        "absent actor stays absent"
+    );
+    for c in changes {
+        assert_eq!(c["schemaVersion"], 1);
+        assert!(c["seq"].is_string() && c["eventId"].is_string());
+    }
+    assert!(changes[0].get("spaceId").is_none(), "personal");
+    assert_eq!(changes[1]["spaceId"], "team-9", "from data.spaceId");
+    assert_eq!(changes[2]["spaceId"], "team-9", "from the record");
+}

@@ -8,7 +8,7 @@ WWW_PORT=${WWW_PORT:-5173}  # demo app
 
 wasm-pack build --target web --out-dir pkg
 cargo build --release -p mana-sync-server
-# www depends on `mana-sync` as `file:../pkg`, so pkg/ has to exist before npm ci links it.
+# www depends on `mana-sync` as `file:../pkg` (a symlink; pkg/ may be built before or after).
 if [ ! www/node_modules/.package-lock.json -nt www/package-lock.json ]; then
   npm ci --prefix www --no-audit --no-fund --loglevel=error
 fi

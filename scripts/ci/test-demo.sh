@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 wasm-pack build --dev --target web --out-dir pkg
-# www depends on `mana-sync` as `file:../pkg`, so pkg/ has to exist before npm ci links it.
+# www depends on `mana-sync` as `file:../pkg` (a symlink; pkg/ may be built before or after).
 if [ ! www/node_modules/.package-lock.json -nt www/package-lock.json ]; then
   npm ci --prefix www --no-audit --no-fund --loglevel=error
 fi

@@ -459,3 +459,37 @@ async fn live_queries_of_another_store_on_the_same_database_follow_its_writes() 
     );
     drop(cb);
 }
+
+#[wasm_bindgen_test]
+async fn live_queries_follow_the_vault_lock() {
+    let name = unique("livelock");
+    let s = open_unlocked(&name).await;
+    ok(s.put(
+        "notes".into(),
+        js(json!({"id": "n1", "title": "secret"})),
+        None,
+    ))
+    .await;
+    s.lock();
+    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = seen.clone();
+    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
+    let lq = s.live_query("notes".into(), None).unwrap();
+    let _unsubscribe = lq.subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    async fn wait_for(seen: &Rc<RefCell<Vec<Value>>>, pred: impl Fn(&Value) -> bool) {
+        for _ in 0..200 {
+            if seen.borrow().last().is_some_and(&pred) {
+                return;
+            }
+            sleep(10).await;
+        }
+        panic!("no matching notification: {:?}", seen.borrow());
+    }
+    // Subscribed while locked: nothing decrypted; unlocking delivers the records.
+    ok(s.unlock(&[7u8; 32])).await;
+    wait_for(&seen, |v| v[0]["title"] == json!("secret")).await;
+    // Locking takes the decrypted records back from subscribers.
+    s.lock();
+    wait_for(&seen, |v| v.is_null()).await;
+    drop(cb);
+}

@@ -1,6 +1,7 @@
 //! `LiveQuery`: a query that re-runs after every write to its collection, implementing the
 //! Svelte store contract (`subscribe(fn)` returns an unsubscribe function; `fn` is called at
-//! once — with `undefined` until the first result is loaded — and after every change).
+//! once — with `undefined` until the first result is loaded — and after every change; with
+//! `undefined` again while the vault is locked).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -39,6 +40,14 @@ impl Listeners {
 
     fn remove(&self, id: u32) {
         self.subs.borrow_mut().retain(|s| s.id != id);
+    }
+
+    /// Re-runs every live query (the vault was locked or unlocked).
+    pub fn notify_all(&self) {
+        let reruns: Vec<_> = self.subs.borrow().iter().map(|s| s.rerun.clone()).collect();
+        for rerun in reruns {
+            rerun();
+        }
     }
 
     /// Re-runs every live query of `collection`.
@@ -102,8 +111,15 @@ fn run(store: Weak<StoreInner>, collection: String, query: ListQuery, sub: Rc<Su
                     let _ = sub.callback.call1(&JsValue::NULL, &value);
                 }
             }
-            // A query that fails (e.g. vault locked) reports nothing; the next successful
-            // run delivers. Errors are visible through `list`.
+            // Locked: subscribers go back to `undefined` so no decrypted data lingers in the
+            // UI; unlocking re-runs every query.
+            Err(e) if e.code == "vault_locked" => {
+                if sub.last.borrow_mut().take().is_some() {
+                    let _ = sub.callback.call1(&JsValue::NULL, &JsValue::UNDEFINED);
+                }
+            }
+            // Other failures report nothing; the next successful run delivers. Errors are
+            // visible through `list`.
             Err(e) => {
                 web_sys::console::warn_1(&format!("liveQuery {collection}: {}", e.message).into())
             }

@@ -410,6 +410,7 @@ impl ManaStore {
                     .await?;
                 *inner.vault_check.borrow_mut() = Some(check.to_vec());
             }
+            inner.listeners.notify_all();
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -418,6 +419,7 @@ impl ManaStore {
     /// the next `unlock`.
     pub fn lock(&self) {
         self.inner.vault.borrow_mut().lock();
+        self.inner.listeners.notify_all();
     }
 
     #[wasm_bindgen(getter, js_name = isUnlocked)]

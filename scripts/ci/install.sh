@@ -54,6 +54,11 @@ step "node tools (tools/node_modules)" \
   "[ tools/node_modules/.package-lock.json -nt tools/package-lock.json ]" \
   "npm ci --prefix tools --no-audit --no-fund --loglevel=error"
 
+# The demo app's npm dependencies (Vite, Svelte, playwright-core); `mana-sync` is file:../pkg.
+step "demo npm deps (www/node_modules)" \
+  "[ www/node_modules/.package-lock.json -nt www/package-lock.json ]" \
+  "npm ci --prefix www --no-audit --no-fund --loglevel=error"
+
 # Python's `cryptography`: the backup vectors' independent reference writer, used by the CLI
 # interop test (tests/vectors/backup/generate.py check).
 step "python cryptography" \

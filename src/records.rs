@@ -204,16 +204,7 @@ impl Writer<'_> {
                 "a patch must be an object".into(),
             ));
         };
-        let Some(Value::Object(mut record)) = stored else {
-            return Err(RecordError::NotFound {
-                collection: collection.into(),
-                id: id.into(),
-            });
-        };
-        let space = record
-            .get(FIELD_SPACE_ID)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let (mut record, space) = existing(collection, stored, id)?;
         for (field, value) in &patch {
             match field.as_str() {
                 FIELD_META => {
@@ -275,16 +266,7 @@ impl Writer<'_> {
         id: &str,
     ) -> Result<PreparedWrite, RecordError> {
         self.check_collection(collection)?;
-        let Some(Value::Object(mut record)) = stored else {
-            return Err(RecordError::NotFound {
-                collection: collection.into(),
-                id: id.into(),
-            });
-        };
-        let space = record
-            .get(FIELD_SPACE_ID)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let (mut record, space) = existing(collection, stored, id)?;
         let at = self.clock.now(self.wall_millis)?;
         record.insert(FIELD_DELETED_AT.into(), Value::String(at.to_string()));
         let entry = self.meta_entry(at);
@@ -302,6 +284,25 @@ impl Writer<'_> {
             change,
         })
     }
+}
+
+/// The stored record an update or delete applies to, and its space; `not_found` if none.
+fn existing(
+    collection: &str,
+    stored: Option<Value>,
+    id: &str,
+) -> Result<(Map<String, Value>, Option<String>), RecordError> {
+    let Some(Value::Object(record)) = stored else {
+        return Err(RecordError::NotFound {
+            collection: collection.into(),
+            id: id.into(),
+        });
+    };
+    let space = record
+        .get(FIELD_SPACE_ID)
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((record, space))
 }
 
 /// Turns a stored record into what the app sees: encrypted fields decrypted, `__fieldMeta`

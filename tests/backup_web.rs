@@ -8,33 +8,12 @@ use mana_sync::schema::StoreConfig;
 use mana_sync::web::{inspect_backup, ManaStore};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn js(v: Value) -> JsValue {
-    js_sys::JSON::parse(&v.to_string()).unwrap()
-}
-
-fn rs(v: &JsValue) -> Value {
-    if v.is_undefined() {
-        return Value::Null;
-    }
-    serde_json::from_str(&js_sys::JSON::stringify(v).unwrap().as_string().unwrap()).unwrap()
-}
-
-async fn ok(p: js_sys::Promise) -> JsValue {
-    JsFuture::from(p).await.expect("promise resolves")
-}
-
-async fn code(p: js_sys::Promise) -> String {
-    let err = JsFuture::from(p).await.expect_err("promise rejects");
-    js_sys::Reflect::get(&err, &"code".into())
-        .unwrap()
-        .as_string()
-        .unwrap()
-}
+mod common;
+use common::{code, js, ok_js, rs};
 
 fn config(name: &str, user: &str) -> StoreConfig {
     serde_json::from_value(json!({"name": name, "userId": user, "apps": {
@@ -47,7 +26,7 @@ fn config(name: &str, user: &str) -> StoreConfig {
 async fn store(user: &str, key: u8) -> ManaStore {
     let name = format!("bk-{user}-{}", js_sys::Math::random().to_bits());
     let s = ManaStore::open_with(config(&name, user)).await.unwrap();
-    ok(s.unlock(&[key; 32])).await;
+    ok_js(s.unlock(&[key; 32])).await;
     s
 }
 
@@ -59,9 +38,9 @@ async fn snapshot(s: &ManaStore) -> Value {
         )
     };
     json!({
-        "notes": rs(&ok(all("notes")).await),
-        "tasks": rs(&ok(all("tasks")).await),
-        "pending": rs(&ok(s.pending_count()).await),
+        "notes": rs(&ok_js(all("notes")).await),
+        "tasks": rs(&ok_js(all("tasks")).await),
+        "pending": rs(&ok_js(s.pending_count()).await),
     })
 }
 
@@ -69,9 +48,9 @@ async fn seeded(user: &str, key: u8) -> ManaStore {
     let s = store(user, key).await;
     let notes = json!([{"id": "n1", "title": "secret 1", "content": "a", "updatedAt": 1},
                        {"id": "n2", "title": "secret 2", "updatedAt": 2}]);
-    ok(s.bulk_put("notes".into(), js(notes), None)).await;
-    ok(s.delete("notes".into(), "n2".into(), None)).await;
-    ok(s.put(
+    ok_js(s.bulk_put("notes".into(), js(notes), None)).await;
+    ok_js(s.delete("notes".into(), "n2".into(), None)).await;
+    ok_js(s.put(
         "tasks".into(),
         js(json!({"id": "t1", "text": "do it"})),
         None,
@@ -89,7 +68,7 @@ fn import_opts(v: Value) -> Option<mana_sync::web::ImportOptionsJs> {
 }
 
 async fn export(s: &ManaStore, opts: Value) -> Vec<u8> {
-    let bytes = ok(s.export_backup(export_opts(opts))).await;
+    let bytes = ok_js(s.export_backup(export_opts(opts))).await;
     js_sys::Uint8Array::new(&bytes).to_vec()
 }
 
@@ -114,25 +93,29 @@ async fn sealed_round_trip_between_accounts_with_different_keys() {
         code(b.import_backup(&bytes, None)).await,
         "passphrase_required"
     );
-    let report =
-        rs(&ok(b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"})))).await);
+    let report = rs(&ok_js(
+        b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"}))),
+    )
+    .await);
     assert_eq!(report["imported"], json!(3));
     assert_eq!(report["skipped"], json!(0));
-    let n1 = rs(&ok(b.get("notes".into(), "n1".into())).await);
+    let n1 = rs(&ok_js(b.get("notes".into(), "n1".into())).await);
     assert_eq!(n1["title"], json!("secret 1"));
     assert_eq!(n1["spaceId"], json!("_personal:bob"));
-    let n2 = rs(&ok(b.get("notes".into(), "n2".into())).await);
+    let n2 = rs(&ok_js(b.get("notes".into(), "n2".into())).await);
     assert!(n2["deletedAt"].is_string(), "tombstones travel");
     assert_eq!(
-        rs(&ok(b.pending_count()).await),
+        rs(&ok_js(b.pending_count()).await),
         json!(3),
         "imported rows sync"
     );
 
     // Re-importing the same archive changes nothing.
     let before = snapshot(&b).await;
-    let again =
-        rs(&ok(b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"})))).await);
+    let again = rs(&ok_js(
+        b.import_backup(&bytes, import_opts(json!({"passphrase": "correct horse"}))),
+    )
+    .await);
     assert_eq!(
         (again["imported"].clone(), again["skipped"].clone()),
         (json!(0), json!(3))
@@ -145,16 +128,16 @@ async fn a_newer_local_edit_survives_an_import() {
     let a = seeded("alice", 1).await;
     let bytes = export(&a, json!({})).await;
     assert_eq!(rs(&inspect_backup(&bytes).unwrap())["sealed"], json!(false));
-    ok(a.update(
+    ok_js(a.update(
         "notes".into(),
         "n1".into(),
         js(json!({"title": "edited after export"})),
         None,
     ))
     .await;
-    let report = rs(&ok(a.import_backup(&bytes, None)).await);
+    let report = rs(&ok_js(a.import_backup(&bytes, None)).await);
     assert_eq!(report["imported"], json!(0));
-    let n1 = rs(&ok(a.get("notes".into(), "n1".into())).await);
+    let n1 = rs(&ok_js(a.get("notes".into(), "n1".into())).await);
     assert_eq!(n1["title"], json!("edited after export"));
     assert_eq!(n1["content"], json!("a"));
 }
@@ -164,7 +147,7 @@ async fn failed_imports_leave_the_store_exactly_as_it_was() {
     let a = seeded("alice", 1).await;
     let bytes = export(&a, json!({"passphrase": "pw"})).await;
     let b = seeded("bob", 2).await;
-    ok(b.put(
+    ok_js(b.put(
         "notes".into(),
         js(json!({"id": "mine", "title": "keep"})),
         None,
@@ -191,7 +174,7 @@ async fn failed_imports_leave_the_store_exactly_as_it_was() {
         code(b.import_backup(&bytes, import_opts(json!({"passphrase": "pw"})))).await,
         "vault_locked"
     );
-    ok(b.unlock(&[2; 32])).await;
+    ok_js(b.unlock(&[2; 32])).await;
     assert_eq!(snapshot(&b).await, before);
 }
 
@@ -207,8 +190,8 @@ async fn progress_is_reported_and_app_selection_exports_only_those_apps() {
         });
     let opts = js(json!({"appIds": ["todo"], "passphrase": "pw"}));
     js_sys::Reflect::set(&opts, &"onProgress".into(), cb.as_ref()).unwrap();
-    let bytes =
-        js_sys::Uint8Array::new(&ok(a.export_backup(Some(opts.unchecked_into()))).await).to_vec();
+    let bytes = js_sys::Uint8Array::new(&ok_js(a.export_backup(Some(opts.unchecked_into()))).await)
+        .to_vec();
     let manifest = rs(&inspect_backup(&bytes).unwrap())["manifest"].clone();
     assert_eq!(manifest["rowCounts"], json!({"tasks": 1}));
     assert_eq!(
@@ -226,7 +209,7 @@ async fn progress_is_reported_and_app_selection_exports_only_those_apps() {
     let b = store("bob", 3).await;
     let opts = js(json!({"passphrase": "pw"}));
     js_sys::Reflect::set(&opts, &"onProgress".into(), cb.as_ref()).unwrap();
-    let report = rs(&ok(b.import_backup(&bytes, Some(opts.unchecked_into()))).await);
+    let report = rs(&ok_js(b.import_backup(&bytes, Some(opts.unchecked_into()))).await);
     assert_eq!(
         report["tables"],
         json!({"tasks": {"imported": 1, "skipped": 0}})
@@ -254,14 +237,14 @@ async fn older_rows_pass_through_registered_migrations() {
     );
     cfg.schema_version = 2;
     let c = ManaStore::open_with(cfg).await.unwrap();
-    ok(c.unlock(&[5; 32])).await;
+    ok_js(c.unlock(&[5; 32])).await;
     let migrate = js_sys::Function::new_with_args(
         "row, table",
         "if (table === 'tasks') { row.done = false; } return row;",
     );
     c.register_migration(2, migrate.unchecked_into()).unwrap();
-    ok(c.import_backup(&bytes, None)).await;
-    let t1 = rs(&ok(c.get("tasks".into(), "t1".into())).await);
+    ok_js(c.import_backup(&bytes, None)).await;
+    let t1 = rs(&ok_js(c.get("tasks".into(), "t1".into())).await);
     assert_eq!(t1["done"], json!(false));
     assert_eq!(t1["text"], json!("do it"));
 }

@@ -1,9 +1,6 @@
 //! Headless-Chromium tests of the IndexedDB store (DESIGN §4, §5, §7).
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use mana_sync::schema::StoreConfig;
 use mana_sync::web::ManaStore;
 use rexie::{Rexie, TransactionMode};
@@ -14,34 +11,8 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn js(v: Value) -> JsValue {
-    js_sys::JSON::parse(&v.to_string()).unwrap()
-}
-
-fn rs(v: &JsValue) -> Value {
-    if v.is_undefined() {
-        return Value::Null;
-    }
-    serde_json::from_str(&js_sys::JSON::stringify(v).unwrap().as_string().unwrap()).unwrap()
-}
-
-async fn ok(p: js_sys::Promise) -> Value {
-    rs(&JsFuture::from(p).await.expect("promise resolves"))
-}
-
-/// Awaits a promise that must reject, returning the error's `.code`.
-async fn code(p: js_sys::Promise) -> String {
-    let err = JsFuture::from(p).await.expect_err("promise rejects");
-    assert!(err.is_instance_of::<js_sys::Error>(), "a real Error");
-    js_sys::Reflect::get(&err, &"code".into())
-        .unwrap()
-        .as_string()
-        .unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", js_sys::Math::random().to_bits())
-}
+mod common;
+use common::{code, js, ok, rs, sleep, unique, Collector};
 
 fn config(name: &str, extra_collection: bool) -> StoreConfig {
     let mut collections = json!({
@@ -76,16 +47,6 @@ async fn raw_get(db_name: &str, store_name: &str, id: &str) -> Value {
     drop(tx);
     db.close();
     v.map(|v| rs(&v)).unwrap_or(Value::Null)
-}
-
-async fn sleep(ms: i32) {
-    let p = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
-            .unwrap();
-    });
-    JsFuture::from(p).await.unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -342,41 +303,26 @@ async fn bad_input_gets_coded_errors_and_writes_nothing() {
 async fn live_query_notifies_on_put_update_and_delete() {
     let name = unique("live");
     let s = open_unlocked(&name).await;
-    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
-    let sink = seen.clone();
-    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
+    let c = Collector::new();
     let lq = s.live_query("notes".into(), None).unwrap();
-    let unsubscribe: js_sys::Function = lq
-        .subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone())
-        .unchecked_into();
-    assert_eq!(seen.borrow().as_slice(), [Value::Null], "called at once");
-
-    async fn wait_for(seen: &Rc<RefCell<Vec<Value>>>, n: usize) {
-        for _ in 0..200 {
-            if seen.borrow().len() >= n {
-                return;
-            }
-            sleep(10).await;
-        }
-        panic!("expected {n} notifications, got {:?}", seen.borrow());
-    }
-    wait_for(&seen, 2).await;
-    assert_eq!(seen.borrow()[1], json!([]));
+    let unsubscribe: js_sys::Function = lq.subscribe(c.function()).unchecked_into();
+    assert_eq!(c.seen.borrow().as_slice(), [Value::Null], "called at once");
+    c.wait_until("the empty list", |v| *v == json!([])).await;
     ok(s.put("notes".into(), js(json!({"id": "n1", "title": "a"})), None)).await;
-    wait_for(&seen, 3).await;
-    assert_eq!(seen.borrow()[2][0]["title"], json!("a"));
+    c.wait_until("the put", |v| v[0]["title"] == json!("a"))
+        .await;
     ok(s.update("notes".into(), "n1".into(), js(json!({"title": "b"})), None)).await;
-    wait_for(&seen, 4).await;
-    assert_eq!(seen.borrow()[3][0]["title"], json!("b"));
+    c.wait_until("the update", |v| v[0]["title"] == json!("b"))
+        .await;
     ok(s.delete("notes".into(), "n1".into(), None)).await;
-    wait_for(&seen, 5).await;
-    assert_eq!(seen.borrow()[4], json!([]));
+    c.wait_until("the delete", |v| *v == json!([])).await;
+    let calls = c.seen.borrow().len();
+    assert_eq!(calls, 5, "one call per change: {:?}", c.seen.borrow());
     unsubscribe.call0(&JsValue::NULL).unwrap();
     ok(s.put("notes".into(), js(json!({"id": "n2"})), None)).await;
     // A query that would now differ: give it time to (wrongly) arrive.
     sleep(100).await;
-    assert_eq!(seen.borrow().len(), 5, "no calls after unsubscribe");
-    drop(cb);
+    assert_eq!(c.seen.borrow().len(), calls, "no calls after unsubscribe");
 }
 
 #[wasm_bindgen_test]
@@ -432,32 +378,21 @@ async fn live_queries_of_another_store_on_the_same_database_follow_its_writes() 
     let name = unique("tabs");
     let writer = open_unlocked(&name).await;
     let reader = open_unlocked(&name).await;
-    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
-    let sink = seen.clone();
-    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
-    let lq = reader.live_query("notes".into(), None).unwrap();
-    let _unsubscribe = lq.subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    let c = Collector::new();
+    let _unsubscribe = reader
+        .live_query("notes".into(), None)
+        .unwrap()
+        .subscribe(c.function());
     ok(writer.put(
         "notes".into(),
         js(json!({"id": "x", "title": "from the other tab"})),
         None,
     ))
     .await;
-    for _ in 0..200 {
-        if seen
-            .borrow()
-            .last()
-            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-        {
-            break;
-        }
-        sleep(10).await;
-    }
-    assert_eq!(
-        seen.borrow().last().unwrap()[0]["title"],
-        json!("from the other tab")
-    );
-    drop(cb);
+    c.wait_until("the other store's write", |v| {
+        v[0]["title"] == json!("from the other tab")
+    })
+    .await;
 }
 
 #[wasm_bindgen_test]
@@ -471,25 +406,18 @@ async fn live_queries_follow_the_vault_lock() {
     ))
     .await;
     s.lock();
-    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
-    let sink = seen.clone();
-    let cb = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
-    let lq = s.live_query("notes".into(), None).unwrap();
-    let _unsubscribe = lq.subscribe(cb.as_ref().unchecked_ref::<js_sys::Function>().clone());
-    async fn wait_for(seen: &Rc<RefCell<Vec<Value>>>, pred: impl Fn(&Value) -> bool) {
-        for _ in 0..200 {
-            if seen.borrow().last().is_some_and(&pred) {
-                return;
-            }
-            sleep(10).await;
-        }
-        panic!("no matching notification: {:?}", seen.borrow());
-    }
+    let c = Collector::new();
+    let _unsubscribe = s
+        .live_query("notes".into(), None)
+        .unwrap()
+        .subscribe(c.function());
     // Subscribed while locked: nothing decrypted; unlocking delivers the records.
     ok(s.unlock(&[7u8; 32])).await;
-    wait_for(&seen, |v| v[0]["title"] == json!("secret")).await;
+    c.wait_until("the records after unlock", |v| {
+        v[0]["title"] == json!("secret")
+    })
+    .await;
     // Locking takes the decrypted records back from subscribers.
     s.lock();
-    wait_for(&seen, |v| v.is_null()).await;
-    drop(cb);
+    c.wait_until("undefined after lock", |v| v.is_null()).await;
 }

@@ -15,7 +15,7 @@ use super::error::JsCodedError;
 use super::idb::{META, PENDING};
 use super::idb_write::WriteTx;
 use super::json::{from_js, parse, to_js};
-use super::store::{promise, ManaStore, StoreInner};
+use super::store::{pending_rows, promise, ManaStore, StoreInner};
 use super::webcrypto::pbkdf2_sha256;
 use crate::backup::{
     self, BackupWriter, ManifestInfo, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
@@ -229,31 +229,38 @@ impl StoreInner {
                 .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
                 .collect();
             let rows = self.migrate(&table, archive_version, rows)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let id = row
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let prepared =
-                    self.prepare(None, |w| w.import_row(&table, local.get(&id).cloned(), row))?;
-                match prepared {
-                    Some(p) => {
-                        counts.0 += 1;
-                        // A later row of the same id merges onto this one.
-                        local.insert(id, Value::Object(p.stored.clone()));
-                        out.push(p);
+            let n = rows.len() as u64;
+            // One writer for the whole table; the app's progress callback runs only between
+            // tables, never while the store's state is borrowed.
+            let (out, skipped) = self.prepare(None, |w| {
+                let mut out: Vec<PreparedWrite> = Vec::new();
+                let mut merged: HashMap<String, usize> = HashMap::new();
+                let mut skipped = 0u64;
+                for row in rows {
+                    let id = row
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    // A later row of the same id merges onto the earlier one's result.
+                    let base = match merged.get(&id) {
+                        Some(&i) => Some(Value::Object(out[i].stored.clone())),
+                        None => local.remove(&id),
+                    };
+                    match w.import_row(&table, base, row)? {
+                        Some(p) => {
+                            merged.insert(id, out.len());
+                            out.push(p);
+                        }
+                        None => skipped += 1,
                     }
-                    None => counts.1 += 1,
                 }
-                done += 1;
-                if done % 1000 == 0 {
-                    report(&cb, "merge", done, total);
-                }
-            }
+                Ok((out, skipped))
+            })?;
+            counts.0 += n - skipped;
+            counts.1 += skipped;
+            done += n;
             report(&cb, "merge", done, total);
-            // Several rows of one id keep only the last merged state and all their changes.
             writes.insert(table, out);
         }
         self.commit_import(writes).await?;
@@ -314,14 +321,16 @@ impl StoreInner {
         let tx = WriteTx::begin(&raw, &stores)?;
         for (collection, batch) in &writes {
             let stored: Vec<&Map<String, Value>> = batch.iter().map(|w| &w.stored).collect();
-            let changes: Vec<_> = batch.iter().map(|w| &w.change).collect();
+            let changes: Vec<_> = batch.iter().map(|w| w.change.clone()).collect();
             let stored: js_sys::Array = parse(
                 &serde_json::to_string(&stored)
                     .map_err(|e| JsCodedError::new("internal", e.to_string()))?,
             )?
             .unchecked_into();
             tx.put_all(collection, &stored)?;
-            tx.add(PENDING, &to_js(&json!({"count": changes.len(), "createdAt": js_sys::Date::now(), "changes": changes}))?)?;
+            for row in pending_rows(&changes)? {
+                tx.add(PENDING, &row)?;
+            }
         }
         tx.put(
             META,

@@ -106,17 +106,15 @@ impl StoreInner {
         // One JSON.parse per batch builds every JS object at once.
         let stored: js_sys::Array =
             parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
-        let pending_row = to_js(&json!({
-            "count": changes.len(),
-            "createdAt": js_sys::Date::now(),
-            "changes": changes,
-        }))?;
+        let pending_rows = pending_rows(&changes)?;
         let clock_row =
             to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?;
         let raw = self.raw()?;
         let tx = WriteTx::begin(&raw, &[collection, PENDING, META])?;
         tx.put_all(collection, &stored)?;
-        tx.add(PENDING, &pending_row)?;
+        for row in &pending_rows {
+            tx.add(PENDING, row)?;
+        }
         tx.put(META, &clock_row)?;
         if self.fail_next_commit.replace(false) {
             // Adding an existing key is a ConstraintError, which aborts the transaction.
@@ -275,6 +273,19 @@ impl StoreInner {
         tx.done().await?;
         Ok(())
     }
+}
+
+/// Changes per `_pendingChanges` row: big enough that a batch costs a handful of puts, small
+/// enough that no row becomes a multi-megabyte value (IndexedDB slows down sharply on those).
+const PENDING_ROW_CHANGES: usize = 2000;
+
+/// The `_pendingChanges` rows of a batch, `{count, createdAt, changes}` each, in order.
+pub(crate) fn pending_rows(changes: &[crate::protocol::Change]) -> JsResult<Vec<JsValue>> {
+    let now = js_sys::Date::now();
+    changes
+        .chunks(PENDING_ROW_CHANGES)
+        .map(|chunk| to_js(&json!({"count": chunk.len(), "createdAt": now, "changes": chunk})))
+        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> JsCodedError {

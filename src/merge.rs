@@ -75,14 +75,7 @@ impl RecordState {
     pub fn field_meta(&self) -> Map<String, Value> {
         self.fields
             .iter()
-            .map(|(name, f)| {
-                let mut m = Map::new();
-                m.insert("at".into(), Value::String(f.at.to_string()));
-                if let Some(actor) = &f.actor {
-                    m.insert("actor".into(), actor.clone());
-                }
-                (name.clone(), Value::Object(m))
-            })
+            .map(|(name, f)| (name.clone(), meta_entry(f.at, f.actor.as_ref())))
             .collect()
     }
 
@@ -110,6 +103,16 @@ impl RecordState {
         }
         Ok(state)
     }
+}
+
+/// One field's entry of `__fieldMeta`: `{ at, actor? }`.
+pub fn meta_entry(at: Hlc, actor: Option<&Actor>) -> Value {
+    let mut m = Map::with_capacity(2);
+    m.insert("at".into(), Value::String(at.to_string()));
+    if let Some(actor) = actor {
+        m.insert("actor".into(), actor.clone());
+    }
+    Value::Object(m)
 }
 
 /// Applies one change to a record's state: field-level LWW. Returns the new state and the

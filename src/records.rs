@@ -11,7 +11,7 @@ use crate::clock::{Clock, ClockError, Hlc};
 use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
-use crate::merge::{join_field, FieldState, RecordState};
+use crate::merge::{join_field, meta_entry, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
 };
@@ -106,12 +106,7 @@ impl Writer<'_> {
     }
 
     fn meta_entry(&self, at: Hlc) -> Value {
-        let mut m = Map::with_capacity(2);
-        m.insert("at".into(), Value::String(at.to_string()));
-        if let Some(a) = self.actor {
-            m.insert("actor".into(), a.clone());
-        }
-        Value::Object(m)
+        meta_entry(at, self.actor)
     }
 
     /// Encrypts the value of `field` when the collection registers it and the record lives
@@ -314,13 +309,8 @@ pub fn read(
     collection: &str,
     stored: Value,
 ) -> Result<Map<String, Value>, RecordError> {
-    let Value::Object(mut record) = stored else {
-        return Err(RecordError::InvalidRecord(
-            "stored record is not an object".into(),
-        ));
-    };
+    let mut record = export_row(registry, cipher, collection, stored)?;
     record.remove(FIELD_META);
-    open_fields(registry, cipher, collection, &mut record)?;
     Ok(record)
 }
 
@@ -494,12 +484,7 @@ impl Writer<'_> {
         for (name, f) in &won {
             self.clock.observe(&f.at);
             record.insert(name.clone(), f.value.clone());
-            let mut m = Map::new();
-            m.insert("at".into(), Value::String(f.at.to_string()));
-            if let Some(a) = &f.actor {
-                m.insert("actor".into(), a.clone());
-            }
-            meta.insert(name.clone(), Value::Object(m));
+            meta.insert(name.clone(), meta_entry(f.at, f.actor.as_ref()));
         }
         let names: Vec<String> = record.keys().filter(|k| *k != FIELD_ID).cloned().collect();
         for name in names {

@@ -3,16 +3,13 @@
 
 use mana_sync::web::{merge_changes, HybridClock};
 use serde_json::json;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn to_js(v: serde_json::Value) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap()
-}
-use serde::Serialize;
+mod common;
+use common::{js as to_js, rs};
 
 #[wasm_bindgen_test]
 fn clock_issues_increasing_timestamps_after_observing_a_future_one() {
@@ -42,7 +39,7 @@ fn merge_runs_in_wasm_and_reports_conflicts() {
          "data": {"id": "n1", "title": "local", "body": "b"}, "updatedAt": t1},
     ]);
     let out = merge_changes(to_js(changes)).unwrap();
-    let out: serde_json::Value = serde_wasm_bindgen::from_value(out).unwrap();
+    let out = rs(&out);
     assert_eq!(
         out["record"],
         json!({"id": "n1", "title": "remote", "body": "b"})
@@ -57,8 +54,7 @@ fn merge_runs_in_wasm_and_reports_conflicts() {
         {"eventId": eid, "table": "notes", "id": "n1", "op": "update",
          "fields": {"title": {"value": "remote", "updatedAt": t2}}},
     ]);
-    let out: serde_json::Value =
-        serde_wasm_bindgen::from_value(merge_changes(to_js(reversed)).unwrap()).unwrap();
+    let out = rs(&merge_changes(to_js(reversed)).unwrap());
     assert_eq!(out["record"]["title"], json!("remote"));
     assert_eq!(out["conflicts"][0]["wasLocal"], json!("local"));
 

@@ -12,21 +12,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::JsCodedError;
-use super::idb::{META, PENDING};
-use super::idb_write::WriteTx;
-use super::json::{from_js, parse, to_js};
-use super::store::{pending_rows, promise, ManaStore, StoreInner};
+use super::json::{from_js, to_js};
+use super::store::{promise, ManaStore, StoreInner};
 use super::webcrypto::pbkdf2_sha256;
 use crate::backup::{
     self, BackupWriter, ManifestInfo, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
 };
 use crate::records::{self, PreparedWrite};
-
-impl From<backup::BackupError> for JsCodedError {
-    fn from(e: backup::BackupError) -> Self {
-        JsCodedError::new(e.code(), e.to_string())
-    }
-}
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_BACKUP: &'static str = r#"
@@ -211,7 +203,7 @@ impl StoreInner {
         };
         let tables = data.read_all(&mut progress)?;
 
-        let mut writes: BTreeMap<String, Vec<PreparedWrite>> = BTreeMap::new();
+        let mut writes: Vec<(String, Vec<PreparedWrite>)> = Vec::new();
         let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let total: u64 = tables.iter().map(|(_, rows)| rows.len() as u64).sum();
         let mut done = 0u64;
@@ -261,9 +253,9 @@ impl StoreInner {
             counts.1 += skipped;
             done += n;
             report(&cb, "merge", done, total);
-            writes.insert(table, out);
+            writes.push((table, out));
         }
-        self.commit_import(writes).await?;
+        self.commit(writes).await?;
         let (imported, skipped) = per_table
             .values()
             .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
@@ -303,44 +295,6 @@ impl StoreInner {
                 from_js(&v, "migration_failed")
             })
             .collect()
-    }
-
-    /// Writes every merged row and its pending changes in one transaction.
-    async fn commit_import(
-        &self,
-        writes: BTreeMap<String, Vec<PreparedWrite>>,
-    ) -> Result<(), JsCodedError> {
-        let writes: Vec<(String, Vec<PreparedWrite>)> =
-            writes.into_iter().filter(|(_, w)| !w.is_empty()).collect();
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let mut stores: Vec<&str> = writes.iter().map(|(c, _)| c.as_str()).collect();
-        stores.extend([PENDING, META]);
-        let raw = self.raw()?;
-        let tx = WriteTx::begin(&raw, &stores)?;
-        for (collection, batch) in &writes {
-            let stored: Vec<&Map<String, Value>> = batch.iter().map(|w| &w.stored).collect();
-            let changes: Vec<_> = batch.iter().map(|w| w.change.clone()).collect();
-            let stored: js_sys::Array = parse(
-                &serde_json::to_string(&stored)
-                    .map_err(|e| JsCodedError::new("internal", e.to_string()))?,
-            )?
-            .unchecked_into();
-            tx.put_all(collection, &stored)?;
-            for row in pending_rows(&changes)? {
-                tx.add(PENDING, &row)?;
-            }
-        }
-        tx.put(
-            META,
-            &to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?,
-        )?;
-        tx.commit().await?;
-        for (collection, _) in &writes {
-            self.changed(collection);
-        }
-        Ok(())
     }
 }
 

@@ -42,7 +42,8 @@ coded_from!(
     crate::clock::ClockError,
     crate::crypto::CryptoError,
     crate::records::RecordError,
-    crate::schema::ConfigError
+    crate::schema::ConfigError,
+    crate::backup::BackupError
 );
 
 impl From<rexie::Error> for JsCodedError {

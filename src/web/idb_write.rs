@@ -29,12 +29,12 @@ fn dom_error(e: JsValue) -> JsCodedError {
 
 /// Opens a second connection to an existing database at its current version.
 pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
+    // `indexedDB` is read structurally, so this works on a Window as on a worker.
     let factory = js_sys::global()
         .unchecked_into::<web_sys::WorkerGlobalScope>()
         .indexed_db()
         .ok()
         .flatten()
-        .or_else(|| web_sys::window().and_then(|w| w.indexed_db().ok().flatten()))
         .ok_or_else(|| JsCodedError::new("storage", "IndexedDB is not available"))?;
     let req: IdbOpenDbRequest = factory.open(name).map_err(dom_error)?;
     let done = Promise::new(&mut |resolve, reject| {

@@ -24,7 +24,7 @@ use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
 use crate::clock::{node_id_from_client_id, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
-use crate::records::{self, PreparedWrite, Writer};
+use crate::records::{self, PreparedWrite, RecordError, Writer};
 use crate::schema::StoreConfig;
 
 pub(crate) struct StoreInner {
@@ -66,10 +66,7 @@ impl StoreInner {
 
     fn check_collection(&self, collection: &str) -> JsResult<()> {
         if self.config.collection(collection).is_none() {
-            return Err(JsCodedError::new(
-                "unknown_collection",
-                format!("unknown collection {collection:?}"),
-            ));
+            return Err(RecordError::UnknownCollection(collection.into()).into());
         }
         Ok(())
     }
@@ -79,7 +76,7 @@ impl StoreInner {
     pub(crate) fn prepare<T>(
         &self,
         actor: Option<&Value>,
-        f: impl FnOnce(&mut Writer) -> Result<T, crate::records::RecordError>,
+        f: impl FnOnce(&mut Writer) -> Result<T, RecordError>,
     ) -> JsResult<T> {
         let vault = self.vault.borrow();
         let mut clock = self.clock.borrow_mut();
@@ -96,31 +93,40 @@ impl StoreInner {
         Ok(f(&mut writer)?)
     }
 
-    /// Commits prepared writes of one collection with their pending row, in one transaction.
-    async fn commit(&self, collection: &str, writes: Vec<PreparedWrite>) -> JsResult<()> {
-        if writes.is_empty() {
+    /// Commits prepared writes (of one or more collections) with their pending rows and the
+    /// clock, in one transaction, then notifies live queries and other tabs.
+    pub(crate) async fn commit(&self, batches: Vec<(String, Vec<PreparedWrite>)>) -> JsResult<()> {
+        let batches: Vec<_> = batches.into_iter().filter(|(_, w)| !w.is_empty()).collect();
+        if batches.is_empty() {
             return Ok(());
         }
-        let (stored, changes): (Vec<_>, Vec<_>) =
-            writes.into_iter().map(|w| (w.stored, w.change)).unzip();
-        // One JSON.parse per batch builds every JS object at once.
-        let stored: js_sys::Array =
-            parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
-        let pending_rows = pending_rows(&changes)?;
         let clock_row =
             to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?;
+        let mut stores: Vec<&str> = batches.iter().map(|(c, _)| c.as_str()).collect();
+        stores.extend([PENDING, META]);
         let raw = self.raw()?;
-        let tx = WriteTx::begin(&raw, &[collection, PENDING, META])?;
-        tx.put_all(collection, &stored)?;
-        for row in &pending_rows {
-            tx.add(PENDING, row)?;
+        let tx = WriteTx::begin(&raw, &stores)?;
+        for (collection, writes) in &batches {
+            let stored: Vec<_> = writes.iter().map(|w| &w.stored).collect();
+            let changes: Vec<_> = writes.iter().map(|w| &w.change).collect();
+            // One JSON.parse per batch builds every JS object at once.
+            let stored: js_sys::Array =
+                parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
+            tx.put_all(collection, &stored)?;
+            for row in pending_rows(&changes)? {
+                tx.add(PENDING, &row)?;
+            }
         }
         tx.put(META, &clock_row)?;
         if self.fail_next_commit.replace(false) {
             // Adding an existing key is a ConstraintError, which aborts the transaction.
             tx.add(META, &clock_row)?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        for (collection, _) in &batches {
+            self.changed(collection);
+        }
+        Ok(())
     }
 
     /// Every stored row of a collection, as JSON (one `JSON.stringify` for all of them).
@@ -144,7 +150,7 @@ impl StoreInner {
     }
 
     /// After a commit: re-run this store's live queries and tell the other tabs.
-    pub(crate) fn changed(&self, collection: &str) {
+    fn changed(&self, collection: &str) {
         self.listeners.notify(collection);
         if let Some(tabs) = self.tabs.borrow().as_ref() {
             tabs.announce(collection);
@@ -164,9 +170,7 @@ impl StoreInner {
                 .map(|r| w.put(collection, r))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        self.commit(collection, writes).await?;
-        self.changed(collection);
-        Ok(())
+        self.commit(vec![(collection.to_string(), writes)]).await
     }
 
     /// Reads the record, applies `f` and commits; concurrent writers are serialised by the
@@ -176,14 +180,13 @@ impl StoreInner {
         collection: &str,
         id: &str,
         actor: Option<Value>,
-        f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, crate::records::RecordError>,
+        f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, RecordError>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
         let stored = self.get_stored(collection, id).await?;
         let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
-        self.commit(collection, vec![write]).await?;
-        self.changed(collection);
-        Ok(())
+        self.commit(vec![(collection.to_string(), vec![write])])
+            .await
     }
 
     pub async fn get(&self, collection: &str, id: &str) -> JsResult<JsValue> {
@@ -280,7 +283,7 @@ impl StoreInner {
 const PENDING_ROW_CHANGES: usize = 2000;
 
 /// The `_pendingChanges` rows of a batch, `{count, createdAt, changes}` each, in order.
-pub(crate) fn pending_rows(changes: &[crate::protocol::Change]) -> JsResult<Vec<JsValue>> {
+fn pending_rows(changes: &[&crate::protocol::Change]) -> JsResult<Vec<JsValue>> {
     let now = js_sys::Date::now();
     changes
         .chunks(PENDING_ROW_CHANGES)

@@ -181,6 +181,14 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
+/// An optional JSON column: the value's JSON text, or NULL.
+fn json_column<T: serde::Serialize>(v: &Option<T>) -> Result<Option<String>, StoreError> {
+    v.as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(internal)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -418,24 +426,9 @@ fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, Stor
                 });
             }
 
-            let data = c
-                .data
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
-            let fields = c
-                .fields
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
-            let actor = c
-                .actor
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(internal)?;
+            let data = json_column(&c.data)?;
+            let fields = json_column(&c.fields)?;
+            let actor = json_column(&c.actor)?;
             // The unique eventId makes a re-sent change a no-op: acknowledged, not re-applied.
             let inserted = insert
                 .execute(params![

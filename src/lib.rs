@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod clock;
 pub mod crypto;
+pub mod field_meta;
 pub mod merge;
 pub mod protocol;
 pub mod records;

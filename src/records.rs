@@ -11,6 +11,7 @@ use crate::clock::{Clock, ClockError, Hlc};
 use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
+use crate::field_meta;
 use crate::merge::{join_field, meta_entry, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
@@ -177,7 +178,7 @@ impl Writer<'_> {
         let mut change = self.base_change(collection, &id, Op::Insert, Some(&space))?;
         change.updated_at = Some(at.to_string());
         change.data = Some(record.clone());
-        record.insert(FIELD_META.into(), Value::Object(meta));
+        store_meta(&mut record, &meta);
         Ok(PreparedWrite {
             stored: record,
             change,
@@ -219,10 +220,7 @@ impl Writer<'_> {
             }
         }
         let at = self.clock.now(self.wall_millis)?;
-        let mut meta = match record.remove(FIELD_META) {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
+        let mut meta = take_meta(&mut record)?;
         let mut fields = BTreeMap::new();
         for (field, value) in patch {
             if field == FIELD_ID || field == FIELD_SPACE_ID {
@@ -246,7 +244,7 @@ impl Writer<'_> {
         }
         let mut change = self.base_change(collection, id, Op::Update, space.as_deref())?;
         change.fields = Some(fields);
-        record.insert(FIELD_META.into(), Value::Object(meta));
+        store_meta(&mut record, &meta);
         Ok(PreparedWrite {
             stored: record,
             change,
@@ -264,14 +262,9 @@ impl Writer<'_> {
         let (mut record, space) = existing(collection, stored, id)?;
         let at = self.clock.now(self.wall_millis)?;
         record.insert(FIELD_DELETED_AT.into(), Value::String(at.to_string()));
-        let entry = self.meta_entry(at);
-        if let Some(Value::Object(meta)) = record.get_mut(FIELD_META) {
-            meta.insert(FIELD_DELETED_AT.into(), entry);
-        } else {
-            let mut meta = Map::new();
-            meta.insert(FIELD_DELETED_AT.into(), entry);
-            record.insert(FIELD_META.into(), Value::Object(meta));
-        }
+        let mut meta = take_meta(&mut record)?;
+        meta.insert(FIELD_DELETED_AT.into(), self.meta_entry(at));
+        store_meta(&mut record, &meta);
         let mut change = self.base_change(collection, id, Op::Delete, space.as_deref())?;
         change.deleted_at = Some(at.to_string());
         Ok(PreparedWrite {
@@ -309,9 +302,33 @@ pub fn read(
     collection: &str,
     stored: Value,
 ) -> Result<Map<String, Value>, RecordError> {
-    let mut record = export_row(registry, cipher, collection, stored)?;
+    let mut record = stored_object(stored)?;
     record.remove(FIELD_META);
+    open_fields(registry, cipher, collection, &mut record)?;
     Ok(record)
+}
+
+fn stored_object(stored: Value) -> Result<Map<String, Value>, RecordError> {
+    match stored {
+        Value::Object(record) => Ok(record),
+        _ => Err(RecordError::InvalidRecord(
+            "stored record is not an object".into(),
+        )),
+    }
+}
+
+/// Stores `meta` in the record in its compact form (see `field_meta`).
+fn store_meta(record: &mut Map<String, Value>, meta: &Map<String, Value>) {
+    record.remove(FIELD_META);
+    let stored = field_meta::encode(record, meta);
+    record.insert(FIELD_META.into(), stored);
+}
+
+/// Removes a stored record's `__fieldMeta` and returns it as a map (empty when absent).
+pub fn take_meta(record: &mut Map<String, Value>) -> Result<Map<String, Value>, RecordError> {
+    let stored = record.remove(FIELD_META).unwrap_or(Value::Null);
+    field_meta::decode(record, &stored)
+        .ok_or_else(|| RecordError::InvalidRecord(format!("stored {FIELD_META} is not readable")))
 }
 
 /// Decrypts, in place, the registered fields of a record (other fields are left alone).
@@ -350,12 +367,12 @@ pub fn export_row(
     collection: &str,
     stored: Value,
 ) -> Result<Map<String, Value>, RecordError> {
-    let Value::Object(mut record) = stored else {
-        return Err(RecordError::InvalidRecord(
-            "stored record is not an object".into(),
-        ));
-    };
+    let mut record = stored_object(stored)?;
+    let meta = take_meta(&mut record)?;
     open_fields(registry, cipher, collection, &mut record)?;
+    if !meta.is_empty() {
+        record.insert(FIELD_META.into(), Value::Object(meta));
+    }
     Ok(record)
 }
 
@@ -406,10 +423,7 @@ impl Writer<'_> {
         let (mut record, mut meta, exists) = match local {
             Some(Value::Object(mut m)) => {
                 open_fields(self.registry, self.cipher, collection, &mut m)?;
-                let meta = match m.remove(FIELD_META) {
-                    Some(Value::Object(meta)) => meta,
-                    _ => Map::new(),
-                };
+                let meta = take_meta(&mut m)?;
                 (m, meta, true)
             }
             _ => {
@@ -513,7 +527,7 @@ impl Writer<'_> {
                     .collect(),
             );
         }
-        record.insert(FIELD_META.into(), Value::Object(meta));
+        store_meta(&mut record, &meta);
         Ok(Some(PreparedWrite {
             stored: record,
             change,

@@ -4,9 +4,14 @@
 use mana_sync::clock::Clock;
 use mana_sync::crypto::{FieldCipher, RandomPool};
 use mana_sync::protocol::Op;
-use mana_sync::records::{read, Writer};
+use mana_sync::records::{read, take_meta, Writer};
 use mana_sync::schema::StoreConfig;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+/// A stored record's `__fieldMeta`, as the map it encodes.
+fn meta(stored: &Map<String, Value>) -> Map<String, Value> {
+    take_meta(&mut stored.clone()).unwrap()
+}
 
 fn config() -> StoreConfig {
     serde_json::from_value(
@@ -63,7 +68,11 @@ fn put_stamps_space_meta_encrypts_and_builds_an_insert() {
     assert!(p.stored["title"].as_str().unwrap().starts_with("enc:1:"));
     assert_eq!(p.stored["updatedAt"], json!(5));
     assert_eq!(p.stored["spaceId"], json!("_personal:u1"));
-    assert!(p.stored["__fieldMeta"]["title"]["at"].is_string());
+    assert!(
+        p.stored["__fieldMeta"].is_string(),
+        "stored as JSON text, one string for IndexedDB to clone"
+    );
+    assert!(meta(&p.stored)["title"]["at"].is_string());
     assert_eq!(p.change.op, Op::Insert);
     p.change.validate().unwrap();
     let data = p.change.data.as_ref().unwrap();
@@ -140,10 +149,7 @@ fn update_sends_only_the_patched_fields_and_delete_a_tombstone() {
         .unwrap();
     let fields = u.change.fields.as_ref().unwrap();
     assert_eq!(fields.keys().collect::<Vec<_>>(), vec!["body"]);
-    assert!(
-        u.stored["__fieldMeta"]["body"]["at"].as_str()
-            > p.stored["__fieldMeta"]["body"]["at"].as_str()
-    );
+    assert!(meta(&u.stored)["body"]["at"].as_str() > meta(&p.stored)["body"]["at"].as_str());
     assert_eq!(u.stored["title"], p.stored["title"]);
     let d = env
         .run(false, |w| {

@@ -49,6 +49,40 @@ async fn raw_get(db_name: &str, store_name: &str, id: &str) -> Value {
     v.map(|v| rs(&v)).unwrap_or(Value::Null)
 }
 
+/// A record's `__fieldMeta`, decoded from its compact stored form (JSON text).
+async fn raw_meta(db_name: &str, store_name: &str, id: &str) -> Value {
+    let Value::Object(mut record) = raw_get(db_name, store_name, id).await else {
+        panic!("{id} is not stored")
+    };
+    let stored = record.remove("__fieldMeta").unwrap();
+    assert!(stored.is_string(), "__fieldMeta is stored as JSON text");
+    Value::Object(mana_sync::field_meta::decode(&record, &stored).unwrap())
+}
+
+/// Every queued change, in order, read straight from the `_pendingChanges` rows.
+async fn raw_pending(db_name: &str) -> Vec<Value> {
+    let db = Rexie::builder(db_name).build().await.unwrap();
+    let tx = db
+        .transaction(&["_pendingChanges"], TransactionMode::ReadOnly)
+        .unwrap();
+    let rows = tx
+        .store("_pendingChanges")
+        .unwrap()
+        .get_all(None, None)
+        .await
+        .unwrap();
+    drop(tx);
+    db.close();
+    let mut out = Vec::new();
+    for row in rows {
+        let row = rs(&row);
+        let changes: Vec<Value> = serde_json::from_str(row["changes"].as_str().unwrap()).unwrap();
+        assert_eq!(row["count"], json!(changes.len()));
+        out.extend(changes);
+    }
+    out
+}
+
 #[wasm_bindgen_test]
 async fn crud_round_trip_with_pending_changes() {
     let name = unique("crud");
@@ -125,11 +159,42 @@ async fn crud_round_trip_with_pending_changes() {
         assert!(r.get("__fieldMeta").is_none());
     }
     // The pending queue holds the changes themselves, in order, with eventId and actor.
-    let raw = raw_get(&name, "notes", "n1").await;
     assert_eq!(
-        raw["__fieldMeta"]["content"]["actor"],
+        raw_meta(&name, "notes", "n1").await["content"]["actor"],
         json!({"kind": "ai"})
     );
+    let queued = raw_pending(&name).await;
+    let summary: Vec<_> = queued
+        .iter()
+        .map(|c| (c["op"].as_str().unwrap(), c["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("insert", "n1"),
+            ("insert", "n2"),
+            ("insert", "n3"),
+            ("update", "n1"),
+            ("delete", "n2")
+        ]
+    );
+    assert!(queued.iter().all(|c| c["eventId"].is_string()
+        && c["schemaVersion"] == json!(1)
+        && c["spaceId"] == json!("_personal:u1")));
+    assert!(queued[0]["data"]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("enc:1:"));
+    assert_eq!(
+        queued[3]["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["content"]
+    );
+    assert_eq!(queued[3]["actor"], json!({"kind": "ai"}));
+    assert!(queued[4]["deletedAt"].is_string());
     assert_eq!(
         code(s.update("notes".into(), "missing".into(), js(json!({"a": 1})), None)).await,
         "not_found"
@@ -331,7 +396,7 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
     let s = open_unlocked(&name).await;
     let client_id = s.client_id();
     ok(s.put("notes".into(), js(json!({"id": "n1", "title": "t"})), None)).await;
-    let at1 = raw_get(&name, "notes", "n1").await["__fieldMeta"]["title"]["at"]
+    let at1 = raw_meta(&name, "notes", "n1").await["title"]["at"]
         .as_str()
         .unwrap()
         .to_string();
@@ -363,7 +428,7 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
     ))
     .await;
     assert_eq!(pinned.as_array().unwrap().len(), 1);
-    let at2 = raw_get(&name, "notes", "n2").await["__fieldMeta"]["title"]["at"]
+    let at2 = raw_meta(&name, "notes", "n2").await["title"]["at"]
         .as_str()
         .unwrap()
         .to_string();
@@ -420,4 +485,27 @@ async fn live_queries_follow_the_vault_lock() {
     // Locking takes the decrypted records back from subscribers.
     s.lock();
     c.wait_until("undefined after lock", |v| v.is_null()).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_bad_record_late_in_a_large_bulk_put_writes_nothing() {
+    // bulkPut puts its records chunk by chunk while preparing the next; a bad record in a
+    // later chunk must still abort the whole transaction.
+    let name = unique("bulk-abort");
+    let s = open_unlocked(&name).await;
+    let mut records: Vec<Value> = (0..2500)
+        .map(|i| json!({"id": format!("r{i}"), "title": "t", "updatedAt": i}))
+        .collect();
+    records[2400] = json!({"title": "no id"});
+    assert_eq!(
+        code(s.bulk_put("notes".into(), js(Value::Array(records)), None)).await,
+        "invalid_record"
+    );
+    assert_eq!(raw_get(&name, "notes", "r0").await, Value::Null);
+    assert_eq!(pending(&s).await, 0);
+    assert_eq!(
+        ok(s.list("notes".into(), None)).await,
+        json!([]),
+        "the first chunks were rolled back too"
+    );
 }

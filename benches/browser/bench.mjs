@@ -17,6 +17,10 @@ function records(n) {
   }));
 }
 
+function deleteDb(name) {
+  return new Promise((res) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = r.onerror = r.onblocked = () => res(); });
+}
+
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -40,7 +44,7 @@ async function bulkPutRun(encrypted, run) {
   const listMs = performance.now() - t1;
   if (all.length !== N) throw new Error(`list returned ${all.length}`);
   await store.close();
-  indexedDB.deleteDatabase(name);
+  await deleteDb(name);
   return { ms, listMs };
 }
 
@@ -83,7 +87,7 @@ async function rawIdbRun(run) {
   });
   const ms = performance.now() - t0;
   db.close();
-  indexedDB.deleteDatabase(name);
+  await deleteDb(name);
   return { ms };
 }
 
@@ -100,9 +104,11 @@ function backupRows(n) {
 
 async function backupRun(run) {
   const rowsN = 100_000;
+  const names = [];
   const mk = async (suffix) => {
+    names.push(`bench-backup-${suffix}-${run}-${Math.random()}`);
     const s = await ManaStore.open({
-      name: `bench-backup-${suffix}-${run}-${Math.random()}`, userId: "bench",
+      name: names.at(-1), userId: "bench",
       apps: { bench: { collections: { notes: { indexes: ["updatedAt"], encrypted: ["title", "content"] } } } },
     });
     await s.unlock(ManaStore.generateVaultKey());
@@ -125,6 +131,7 @@ async function backupRun(run) {
   const importMs = performance.now() - t1;
   if (report.imported !== rowsN) throw new Error(`imported ${report.imported}`);
   await src.close(); await dst.close();
+  for (const n of names) await deleteDb(n);
   return { ms: exportMs, stageMs, importMs, archiveBytes: bytes.length };
 }
 
@@ -142,9 +149,13 @@ async function main() {
   };
   const only = new URLSearchParams(location.search).get("only");
   for (const k of Object.keys(cases)) if (only && !k.includes(only)) delete cases[k];
-  for (const [label, fn] of Object.entries(cases)) {
-    const runs = [];
-    for (let r = 0; r < RUNS; r++) runs.push(await fn(r));
+  // Rounds interleave the cases, so that a slow spell of the machine (IndexedDB compaction,
+  // another process) hits every case alike rather than one.
+  const all = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+  for (let r = 0; r < RUNS; r++) {
+    for (const [label, fn] of Object.entries(cases)) all[label].push(await fn(r));
+  }
+  for (const [label, runs] of Object.entries(all)) {
     results[label] = {
       medianMs: Math.round(median(runs.map((x) => x.ms))),
       runsMs: runs.map((x) => Math.round(x.ms)),

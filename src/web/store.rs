@@ -24,6 +24,7 @@ use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
 use crate::clock::{node_id_from_client_id, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
+use crate::protocol::Change;
 use crate::records::{self, PreparedWrite, RecordError, Writer};
 use crate::schema::StoreConfig;
 
@@ -93,40 +94,50 @@ impl StoreInner {
         Ok(f(&mut writer)?)
     }
 
-    /// Commits prepared writes (of one or more collections) with their pending rows and the
-    /// clock, in one transaction, then notifies live queries and other tabs.
-    pub(crate) async fn commit(&self, batches: Vec<(String, Vec<PreparedWrite>)>) -> JsResult<()> {
-        let batches: Vec<_> = batches.into_iter().filter(|(_, w)| !w.is_empty()).collect();
-        if batches.is_empty() {
+    /// Opens the one readwrite transaction of a write over `collections`, the pending queue
+    /// and `_meta`. Fill it with [`Commit::write`], then [`StoreInner::finish`] it; dropped
+    /// unfinished, it aborts and nothing is written.
+    pub(crate) fn begin(&self, collections: &[&str]) -> JsResult<Commit> {
+        let mut stores = collections.to_vec();
+        stores.extend([PENDING, META]);
+        Ok(Commit {
+            tx: WriteTx::begin(&self.raw()?, &stores)?,
+            pending: Vec::new(),
+            written: Vec::new(),
+            created_at: js_sys::Date::now(),
+        })
+    }
+
+    /// Adds the last pending row and the clock, commits, then notifies live queries and other
+    /// tabs of every collection written.
+    pub(crate) async fn finish(&self, mut commit: Commit) -> JsResult<()> {
+        commit.flush_pending()?;
+        if commit.written.is_empty() {
             return Ok(());
         }
         let clock_row =
             to_js(&json!({"key": "clock", "value": self.clock.borrow().last().to_string()}))?;
-        let mut stores: Vec<&str> = batches.iter().map(|(c, _)| c.as_str()).collect();
-        stores.extend([PENDING, META]);
-        let raw = self.raw()?;
-        let tx = WriteTx::begin(&raw, &stores)?;
-        for (collection, writes) in &batches {
-            let stored: Vec<_> = writes.iter().map(|w| &w.stored).collect();
-            let changes: Vec<_> = writes.iter().map(|w| &w.change).collect();
-            // One JSON.parse per batch builds every JS object at once.
-            let stored: js_sys::Array =
-                parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
-            tx.put_all(collection, &stored)?;
-            for row in pending_rows(&changes)? {
-                tx.add(PENDING, &row)?;
-            }
-        }
-        tx.put(META, &clock_row)?;
+        commit.tx.put(META, &clock_row)?;
         if self.fail_next_commit.replace(false) {
             // Adding an existing key is a ConstraintError, which aborts the transaction.
-            tx.add(META, &clock_row)?;
+            commit.tx.add(META, &clock_row)?;
         }
+        let Commit { tx, written, .. } = commit;
         tx.commit().await?;
-        for (collection, _) in &batches {
+        for collection in &written {
             self.changed(collection);
         }
         Ok(())
+    }
+
+    /// Commits prepared writes (of one or more collections) in one transaction.
+    pub(crate) async fn commit(&self, batches: Vec<(String, Vec<PreparedWrite>)>) -> JsResult<()> {
+        let stores: Vec<String> = batches.iter().map(|(c, _)| c.clone()).collect();
+        let mut commit = self.begin(&stores.iter().map(String::as_str).collect::<Vec<_>>())?;
+        for (collection, writes) in batches {
+            commit.write(&collection, writes)?;
+        }
+        self.finish(commit).await
     }
 
     /// Every stored row of a collection, as JSON (one `JSON.stringify` for all of them).
@@ -164,13 +175,43 @@ impl StoreInner {
         actor: Option<Value>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
+        let mut commit = self.begin(&[collection])?;
         let writes = self.prepare(actor.as_ref(), |w| {
             records
                 .into_iter()
                 .map(|r| w.put(collection, r))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        self.commit(vec![(collection.to_string(), writes)]).await
+        commit.write(collection, writes)?;
+        self.finish(commit).await
+    }
+
+    /// `bulkPut`: records are read from JS, prepared and put in chunks, all in one
+    /// transaction, so that IndexedDB stores one chunk while the next is prepared. A bad
+    /// record anywhere aborts the transaction: nothing is written.
+    pub async fn put_array(
+        &self,
+        collection: &str,
+        records: &js_sys::Array,
+        actor: Option<Value>,
+    ) -> JsResult<()> {
+        self.check_collection(collection)?;
+        let mut commit = self.begin(&[collection])?;
+        let len = records.length();
+        let mut start = 0;
+        while start < len {
+            let end = len.min(start + PUT_CHUNK);
+            let chunk: Vec<Value> = from_js(&records.slice(start, end), "invalid_record")?;
+            let writes = self.prepare(actor.as_ref(), |w| {
+                chunk
+                    .into_iter()
+                    .map(|r| w.put(collection, r))
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
+            commit.write(collection, writes)?;
+            start = end;
+        }
+        self.finish(commit).await
     }
 
     /// Reads the record, applies `f` and commits; concurrent writers are serialised by the
@@ -278,17 +319,66 @@ impl StoreInner {
     }
 }
 
+/// Records per chunk of a `bulkPut`: small enough that IndexedDB starts storing early, big
+/// enough that the per-chunk JSON hand-over stays cheap.
+const PUT_CHUNK: u32 = 1000;
+
 /// Changes per `_pendingChanges` row: big enough that a batch costs a handful of puts, small
 /// enough that no row becomes a multi-megabyte value (IndexedDB slows down sharply on those).
 const PENDING_ROW_CHANGES: usize = 2000;
 
-/// The `_pendingChanges` rows of a batch, `{count, createdAt, changes}` each, in order.
-fn pending_rows(changes: &[&crate::protocol::Change]) -> JsResult<Vec<JsValue>> {
-    let now = js_sys::Date::now();
-    changes
-        .chunks(PENDING_ROW_CHANGES)
-        .map(|chunk| to_js(&json!({"count": chunk.len(), "createdAt": now, "changes": chunk})))
-        .collect()
+/// A write transaction being filled (see [`StoreInner::begin`]). Records are put as soon as
+/// their chunk is prepared, so IndexedDB's backend already stores one chunk while the next is
+/// prepared.
+pub(crate) struct Commit {
+    tx: WriteTx,
+    /// Changes not yet in a `_pendingChanges` row.
+    pending: Vec<Change>,
+    written: Vec<String>,
+    created_at: f64,
+}
+
+impl Commit {
+    /// Issues the puts of prepared records and queues their changes.
+    pub fn write(&mut self, collection: &str, writes: Vec<PreparedWrite>) -> JsResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let stored: Vec<_> = writes.iter().map(|w| &w.stored).collect();
+        // One JSON.parse per chunk builds every JS object at once.
+        let stored: js_sys::Array =
+            parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
+        self.tx.put_all(collection, &stored)?;
+        if !self.written.iter().any(|c| c == collection) {
+            self.written.push(collection.to_string());
+        }
+        for w in writes {
+            self.pending.push(w.change);
+            if self.pending.len() == PENDING_ROW_CHANGES {
+                self.flush_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `_pendingChanges` row `{count, createdAt, changes}`, where `changes` is the JSON
+    /// text of the changes in order: a string is far cheaper for IndexedDB to clone and store
+    /// than thousands of objects, and it is sent as it is.
+    fn flush_pending(&mut self) -> JsResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let row = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
+        let text = serde_json::to_string(&self.pending).map_err(internal)?;
+        set("count", (self.pending.len() as u32).into())
+            .and_then(|_| set("createdAt", self.created_at.into()))
+            .and_then(|_| set("changes", text.into()))
+            .map_err(|_| internal("building a pending row"))?;
+        self.tx.add(PENDING, &row)?;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> JsCodedError {
@@ -471,8 +561,10 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             let opts = parse_options(options.map(Into::into))?;
-            let records: Vec<Value> = from_js(&records, "invalid_record")?;
-            inner.put_many(&collection, records, opts.actor).await?;
+            let records: &js_sys::Array = records.dyn_ref().ok_or_else(|| {
+                JsCodedError::new("invalid_record", "bulkPut takes an array of records")
+            })?;
+            inner.put_array(&collection, records, opts.actor).await?;
             Ok(JsValue::UNDEFINED)
         })
     }

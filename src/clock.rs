@@ -60,14 +60,35 @@ impl Hlc {
     }
 }
 
+impl Hlc {
+    /// The fixed-width text form, written digit by digit: a bulk write formats one per
+    /// record, and `write!` with padding costs several times more.
+    pub fn to_bytes(&self) -> [u8; HLC_LEN] {
+        fn digits(out: &mut [u8], mut v: u64, radix: u64) {
+            for b in out.iter_mut().rev() {
+                *b = b"0123456789abcdef"[(v % radix) as usize];
+                v /= radix;
+            }
+        }
+        let (y, mo, d, h, mi, sec, ms) = civil_from_millis(self.millis);
+        let mut out = *b"0000-00-00T00:00:00.000Z-0000-0000000000000000";
+        digits(&mut out[0..4], y, 10);
+        digits(&mut out[5..7], mo, 10);
+        digits(&mut out[8..10], d, 10);
+        digits(&mut out[11..13], h, 10);
+        digits(&mut out[14..16], mi, 10);
+        digits(&mut out[17..19], sec, 10);
+        digits(&mut out[20..23], ms, 10);
+        digits(&mut out[25..29], self.counter.into(), 16);
+        digits(&mut out[30..46], self.node, 16);
+        out
+    }
+}
+
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, mo, d, h, mi, sec, ms) = civil_from_millis(self.millis);
-        write!(
-            f,
-            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{ms:03}Z-{:04x}-{:016x}",
-            self.counter, self.node
-        )
+        let bytes = self.to_bytes();
+        f.write_str(std::str::from_utf8(&bytes).expect("HLC text is ASCII"))
     }
 }
 

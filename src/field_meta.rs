@@ -49,6 +49,13 @@ pub fn encode(record: &Map<String, Value>, meta: &Map<String, Value>) -> Value {
     Value::String(text)
 }
 
+/// The encoding when every field of the record has `entry` (a `put`): the same value as
+/// [`encode`] gives, without building the map.
+pub fn uniform(entry: &Value) -> Value {
+    let text = serde_json::to_string(&(entry, Map::new())).expect("JSON values serialise");
+    Value::String(text)
+}
+
 /// Decodes a stored `__fieldMeta` for the record it was stored with (without `__fieldMeta`).
 /// `None` when the stored value is neither form.
 pub fn decode(record: &Map<String, Value>, stored: &Value) -> Option<Map<String, Value>> {
@@ -102,6 +109,7 @@ mod tests {
             stored,
             json!(r#"[{"at":"2026-11-25T10:00:00.000Z-0000-9f2c4e1a7b3d5c60"},{}]"#)
         );
+        assert_eq!(uniform(&at), stored);
         assert_eq!(decode(&record, &stored), Some(meta));
     }
 

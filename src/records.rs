@@ -168,17 +168,18 @@ impl Writer<'_> {
             return Err(CryptoError::VaultLocked.into());
         }
         let at = self.clock.now(self.wall_millis)?;
-        let mut meta = Map::with_capacity(record.len());
-        let fields: Vec<String> = record.keys().filter(|k| *k != FIELD_ID).cloned().collect();
-        for field in fields {
-            let sealed = self.seal(collection, &id, Some(&space), &field, &record[&field])?;
-            record.insert(field.clone(), sealed);
-            meta.insert(field, self.meta_entry(at));
+        let registry = self.registry;
+        for field in registry.fields(collection) {
+            if let Some(value) = record.get(field) {
+                let sealed = self.seal(collection, &id, Some(&space), field, value)?;
+                record.insert(field.to_owned(), sealed);
+            }
         }
         let mut change = self.base_change(collection, &id, Op::Insert, Some(&space))?;
         change.updated_at = Some(at.to_string());
         change.data = Some(record.clone());
-        store_meta(&mut record, &meta);
+        // Every field gets the same entry.
+        record.insert(FIELD_META.into(), field_meta::uniform(&self.meta_entry(at)));
         Ok(PreparedWrite {
             stored: record,
             change,

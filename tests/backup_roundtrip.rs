@@ -250,6 +250,42 @@ fn fixed_parameters_give_identical_bytes() {
     assert_ne!(a, c);
 }
 
+#[test]
+fn a_writer_for_sealing_skips_file_hashes_and_gives_the_same_sealed_archive() {
+    let tables = sample_tables();
+    let params = SealParams {
+        salt: [1; 16],
+        iv: [2; 12],
+        iterations: 1000,
+    };
+    let key = backup::derive_key(b"pw", &params.salt, params.iterations);
+    let unhashed = |tables: &[(String, Vec<Row>)]| {
+        let mut w = BackupWriter::new(info()).for_sealing();
+        for (t, rs) in tables {
+            w.begin_table(t).unwrap();
+            for r in rs {
+                w.write_row(r).unwrap();
+            }
+        }
+        w
+    };
+    assert_eq!(
+        unhashed(&tables)
+            .finish_sealed_with_key(&key, params)
+            .unwrap(),
+        write(&tables).finish_sealed_with_key(&key, params).unwrap(),
+        "a sealed manifest has no files either way"
+    );
+    // Left unsealed after all, the archive has no `files` and still opens and verifies.
+    let bytes = unhashed(&tables).finish_unsealed().unwrap();
+    let archive = backup::open(&bytes).unwrap();
+    assert!(archive.manifest().files.is_none());
+    assert_eq!(
+        non_empty(try_all(&bytes, None).unwrap()),
+        non_empty(try_all(&write(&tables).finish_unsealed().unwrap(), None).unwrap())
+    );
+}
+
 /// What a reader that knows only the original fields does, written against the raw crates.
 #[test]
 fn our_archives_open_with_only_the_original_fields() {

@@ -248,3 +248,66 @@ async fn older_rows_pass_through_registered_migrations() {
     assert_eq!(t1["done"], json!(false));
     assert_eq!(t1["text"], json!("do it"));
 }
+
+#[wasm_bindgen_test]
+async fn a_bad_row_late_in_a_large_import_writes_nothing() {
+    // Import merges and puts chunk by chunk in one transaction; a row that fails in a later
+    // chunk must roll back the chunks already put.
+    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
+    let mut w = BackupWriter::new(ManifestInfo::new(
+        "alice",
+        "2026-11-25T10:00:00.000Z",
+        Scope::Full,
+    ));
+    w.begin_table("notes").unwrap();
+    for i in 0..2500 {
+        let at = if i == 2300 {
+            "yesterday"
+        } else {
+            "2026-11-25T10:00:00.000Z-0000-0000000000000001"
+        };
+        w.write_row(
+            &json!({"id": format!("r{i}"), "title": "t", "__fieldMeta": {"title": {"at": at}}}),
+        )
+        .unwrap();
+    }
+    let bytes = w.finish_unsealed().unwrap();
+    let b = seeded("bob", 2).await;
+    let before = snapshot(&b).await;
+    assert_eq!(code(b.import_backup(&bytes, None)).await, "invalid_record");
+    assert_eq!(snapshot(&b).await, before);
+}
+
+#[wasm_bindgen_test]
+async fn pack_backup_writes_an_archive_a_store_imports() {
+    use mana_sync::web::pack_backup;
+    let tables = json!({"notes": [{"id": "p1", "title": "packed", "updatedAt": 5}]});
+    let opts = |v: Value| Some(js(v).unchecked_into());
+    let bytes: Vec<u8> = js_sys::Uint8Array::new(
+        &ok_js(pack_backup(
+            js(tables.clone()),
+            opts(json!({"userId": "carol", "passphrase": "pw"})),
+        ))
+        .await,
+    )
+    .to_vec();
+    let info = rs(&inspect_backup(&bytes).unwrap());
+    assert_eq!(info["sealed"], json!(true));
+    assert_eq!(info["manifest"]["userId"], json!("carol"));
+    let s = store("dave", 4).await;
+    let report =
+        rs(&ok_js(s.import_backup(&bytes, import_opts(json!({"passphrase": "pw"})))).await);
+    assert_eq!(report["imported"], json!(1));
+    assert_eq!(
+        rs(&ok_js(s.get("notes".into(), "p1".into())).await)["title"],
+        json!("packed")
+    );
+    assert_eq!(
+        code(pack_backup(js(json!({"notes": [1, 2]})), None)).await,
+        "invalid_record"
+    );
+    assert_eq!(
+        code(pack_backup(js(tables), opts(json!({"passphrase": ""})))).await,
+        "invalid_options"
+    );
+}

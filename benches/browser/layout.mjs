@@ -42,8 +42,9 @@ async function run(shape, durability) {
   if (shape.meta === "str") rows = data.map((r) => ({ ...r, __fieldMeta: metaStr() }));
   const changes = shape.pending ? rows.map((r) => ({ eventId: crypto.randomUUID(), op: "insert", table: "notes", id: r.id, data: r, at: HLC })) : [];
   const pendingRows = [];
-  for (let i = 0; i < changes.length; i += 2000) {
-    const chunk = changes.slice(i, i + 2000);
+  const per = shape.rowChanges ?? 2000;
+  for (let i = 0; i < changes.length; i += per) {
+    const chunk = changes.slice(i, i + per);
     pendingRows.push({ count: chunk.length, changes: shape.pending === "str" ? JSON.stringify(chunk) : chunk });
   }
   const tPrep = performance.now();
@@ -79,6 +80,9 @@ async function main() {
     "+ meta objects + pending objects": { meta: "obj", pending: "obj" },
     "+ meta string + pending objects": { meta: "str", pending: "obj" },
     "+ meta string + pending JSON string": { meta: "str", pending: "str" },
+    "+ short meta + pending JSON string, 2000 per row": { meta: "short", pending: "str" },
+    "+ short meta + pending JSON string, 500 per row": { meta: "short", pending: "str", rowChanges: 500 },
+    "+ short meta + pending JSON string, 150 per row": { meta: "short", pending: "str", rowChanges: 150 },
     "+ meta string + pending JSON string, relaxed": { meta: "str", pending: "str", durability: "relaxed" },
     "+ meta string + pending JSON string, strict": { meta: "str", pending: "str", durability: "strict" },
   };

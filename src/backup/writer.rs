@@ -82,7 +82,8 @@ struct OpenTable {
     name: String,
     rows: u64,
     bytes: u64,
-    hasher: Sha256,
+    /// `None` when the archive will be sealed (see [`BackupWriter::for_sealing`]).
+    hasher: Option<Sha256>,
 }
 
 /// Streaming writer of one `.mana` archive. See the [module docs](super) for an example.
@@ -99,6 +100,7 @@ pub struct BackupWriter<'p> {
     total_rows_hint: u64,
     rows_done: u64,
     readme: Option<String>,
+    hash_files: bool,
 }
 
 impl<'p> BackupWriter<'p> {
@@ -132,7 +134,16 @@ impl<'p> BackupWriter<'p> {
             total_rows_hint: 0,
             rows_done: 0,
             readme: None,
+            hash_files: true,
         }
+    }
+
+    /// For an archive that will be sealed: skips the per-file sha256, which a sealed manifest
+    /// leaves out anyway (`plaintextSha256` and the GCM tag cover the data). Hashing is a
+    /// sizeable part of sealing in wasm. An unsealed archive of such a writer has no `files`.
+    pub fn for_sealing(mut self) -> Self {
+        self.hash_files = false;
+        self
     }
 
     /// Add a `README.md` (plain text, outside the seal) right after `manifest.json`, e.g. to tell
@@ -177,7 +188,7 @@ impl<'p> BackupWriter<'p> {
             name: name.to_string(),
             rows: 0,
             bytes: 0,
-            hasher: Sha256::new(),
+            hasher: self.hash_files.then(Sha256::new),
         });
         Ok(())
     }
@@ -250,7 +261,9 @@ impl<'p> BackupWriter<'p> {
             return Ok(());
         }
         if let Some(t) = self.current.as_mut() {
-            t.hasher.update(&self.chunk);
+            if let Some(h) = t.hasher.as_mut() {
+                h.update(&self.chunk);
+            }
             t.bytes += self.chunk.len() as u64;
         }
         self.zip.write_all(&self.chunk).map_err(io_err)?;
@@ -262,13 +275,15 @@ impl<'p> BackupWriter<'p> {
         self.flush_chunk()?;
         if let Some(t) = self.current.take() {
             self.row_counts.insert(t.name.clone(), t.rows);
-            self.files.insert(
-                format!("data/{}.jsonl", t.name),
-                FileEntry {
-                    sha256: hex::encode(t.hasher.finalize()),
-                    bytes: t.bytes,
-                },
-            );
+            if let Some(h) = t.hasher {
+                self.files.insert(
+                    format!("data/{}.jsonl", t.name),
+                    FileEntry {
+                        sha256: hex::encode(h.finalize()),
+                        bytes: t.bytes,
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -303,7 +318,7 @@ impl<'p> BackupWriter<'p> {
             scope: self.info.scope,
             row_counts: self.row_counts,
             fields_plaintext: true,
-            files: Some(self.files),
+            files: self.hash_files.then_some(self.files),
             passphrase: None,
             extra,
         };

@@ -1,10 +1,11 @@
 //! `.mana` v2 export and import of the store (DESIGN §6), and `inspectBackup`.
 //!
 //! Export reads one collection at a time, decrypts it and streams its rows into the ZIP.
-//! Import parses, validates, decrypts, migrates and merges *everything* before it opens a
-//! single write transaction, so a failed import writes nothing.
+//! Import unseals, verifies and parses the whole archive and reads the local records first;
+//! then it merges and writes chunk by chunk inside one transaction, which any failure aborts,
+//! so a failed import writes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -12,6 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::JsCodedError;
+use super::idb_write::ChunkedRead;
 use super::json::{from_js, to_js};
 use super::store::{promise, ManaStore, StoreInner};
 use super::webcrypto::pbkdf2_sha256;
@@ -19,6 +21,12 @@ use crate::backup::{
     self, BackupWriter, ManifestInfo, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
 };
 use crate::records::{self, PreparedWrite};
+
+/// Records read per step of an export.
+const EXPORT_CHUNK: u32 = 5000;
+
+/// Rows merged and put per step of an import (see `Commit`).
+const IMPORT_CHUNK: usize = 1000;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_BACKUP: &'static str = r#"
@@ -32,6 +40,13 @@ export interface ExportOptions {
   onProgress?: ProgressFn;
 }
 export interface ImportOptions { passphrase?: string; onProgress?: ProgressFn }
+export interface PackOptions {
+  /** The manifest's `userId`. */
+  userId?: string;
+  /** Seal the archive (PBKDF2-SHA256 600,000 iterations + AES-256-GCM). */
+  passphrase?: string;
+  onProgress?: ProgressFn;
+}
 export interface ImportReport {
   /** Rows that changed the store (new records or fields that won the merge). */
   imported: number;
@@ -59,6 +74,8 @@ extern "C" {
     pub type ExportOptionsJs;
     #[wasm_bindgen(typescript_type = "ImportOptions")]
     pub type ImportOptionsJs;
+    #[wasm_bindgen(typescript_type = "PackOptions")]
+    pub type PackOptionsJs;
     #[wasm_bindgen(typescript_type = "Migration")]
     pub type MigrationJs;
 }
@@ -73,9 +90,40 @@ struct ExportOptions {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PackOptions {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    passphrase: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
 struct ImportOptions {
     #[serde(default)]
     passphrase: Option<String>,
+}
+
+/// Seals the archive under a passphrase (PBKDF2 by WebCrypto), or leaves it unsealed.
+async fn finish_archive(
+    writer: BackupWriter<'_>,
+    passphrase: Option<String>,
+) -> Result<Vec<u8>, JsCodedError> {
+    match passphrase {
+        None => Ok(writer.finish_unsealed()?),
+        Some(pass) => {
+            let params = SealParams::random(DEFAULT_ITERATIONS)?;
+            let key = pbkdf2_sha256(&pass, &params.salt, params.iterations).await?;
+            Ok(writer.finish_sealed_with_key(&key, params)?)
+        }
+    }
+}
+
+fn check_passphrase(passphrase: &Option<String>) -> Result<(), JsCodedError> {
+    match passphrase {
+        Some(p) if p.is_empty() => Err(JsCodedError::new("invalid_options", "empty passphrase")),
+        _ => Ok(()),
+    }
 }
 
 /// Splits `{…, onProgress}` into the JSON options and the callback.
@@ -136,29 +184,43 @@ impl StoreInner {
             })
             .map(|(_, c, _)| c.to_string())
             .collect();
+        check_passphrase(&opts.passphrase)?;
         let mut info = ManifestInfo::new(&self.config.user_id, &iso_now(), scope);
         info.schema_version = u64::from(self.config.schema_version);
         let mut writer = BackupWriter::new(info);
+        if opts.passphrase.is_some() {
+            writer = writer.for_sealing();
+        }
         let progress_cb = cb.clone();
         writer.on_progress(0, move |p: Progress| {
             report(&progress_cb, p.phase.as_str(), p.done, p.total)
         });
         for (i, collection) in collections.iter().enumerate() {
             report(&cb, "read", i as u64, collections.len() as u64);
-            let rows = self.read_all_raw(collection).await?;
-            // Decrypt first, then write: the writer calls the app's progress callback, which
-            // must be free to call back into the store (e.g. `lock()`).
-            let rows = {
-                let vault = self.vault.borrow();
-                rows.into_iter()
-                    .map(|row| {
-                        records::export_row(&self.registry, vault.cipher().ok(), collection, row)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            };
+            // Chunks pipeline: IndexedDB reads the next one while this one is decrypted and
+            // packed.
+            let mut read = ChunkedRead::begin(&self.raw()?, collection, EXPORT_CHUNK)?;
             writer.begin_table(collection)?;
-            for row in &rows {
-                writer.write_row(row)?;
+            while let Some(chunk) = read.next().await? {
+                let rows: Vec<Value> = from_js(&chunk, "internal")?;
+                // Decrypt first, then write: the writer calls the app's progress callback,
+                // which must be free to call back into the store (e.g. `lock()`).
+                let rows = {
+                    let vault = self.vault.borrow();
+                    rows.into_iter()
+                        .map(|row| {
+                            records::export_row(
+                                &self.registry,
+                                vault.cipher().ok(),
+                                collection,
+                                row,
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                for row in &rows {
+                    writer.write_row(row)?;
+                }
             }
         }
         report(
@@ -167,17 +229,7 @@ impl StoreInner {
             collections.len() as u64,
             collections.len() as u64,
         );
-        match opts.passphrase {
-            None => Ok(writer.finish_unsealed()?),
-            Some(pass) if pass.is_empty() => {
-                Err(JsCodedError::new("invalid_options", "empty passphrase"))
-            }
-            Some(pass) => {
-                let params = SealParams::random(DEFAULT_ITERATIONS)?;
-                let key = pbkdf2_sha256(&pass, &params.salt, params.iterations).await?;
-                Ok(writer.finish_sealed_with_key(&key, params)?)
-            }
-        }
+        finish_archive(writer, opts.passphrase).await
     }
 
     async fn import_backup(
@@ -203,59 +255,72 @@ impl StoreInner {
         };
         let tables = data.read_all(&mut progress)?;
 
-        let mut writes: Vec<(String, Vec<PreparedWrite>)> = Vec::new();
+        // Every read (the local records) and every migration happen before the write
+        // transaction opens: it must not wait on anything but its own requests.
         let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let total: u64 = tables.iter().map(|(_, rows)| rows.len() as u64).sum();
-        let mut done = 0u64;
+        let mut known = Vec::new();
         for (table, rows) in tables {
-            let counts = per_table.entry(table.clone()).or_default();
             if self.config.collection(&table).is_none() {
-                counts.1 += rows.len() as u64;
-                done += rows.len() as u64;
+                per_table.entry(table).or_default().1 += rows.len() as u64;
                 continue;
             }
-            let mut local: HashMap<String, Value> = self
+            let local: HashMap<String, Value> = self
                 .read_all_raw(&table)
                 .await?
                 .into_iter()
                 .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
                 .collect();
             let rows = self.migrate(&table, archive_version, rows)?;
-            let n = rows.len() as u64;
-            // One writer for the whole table; the app's progress callback runs only between
-            // tables, never while the store's state is borrowed.
-            let (out, skipped) = self.prepare(None, |w| {
-                let mut out: Vec<PreparedWrite> = Vec::new();
-                let mut merged: HashMap<String, usize> = HashMap::new();
-                let mut skipped = 0u64;
-                for row in rows {
-                    let id = row
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    // A later row of the same id merges onto the earlier one's result.
-                    let base = match merged.get(&id) {
-                        Some(&i) => Some(Value::Object(out[i].stored.clone())),
-                        None => local.remove(&id),
-                    };
-                    match w.import_row(&table, base, row)? {
-                        Some(p) => {
-                            merged.insert(id, out.len());
+            known.push((table, local, rows));
+        }
+
+        // Merge and write chunk by chunk in one transaction, so IndexedDB stores a chunk
+        // while the next merges; any error drops the transaction, which aborts it.
+        let total: u64 = known.iter().map(|(_, _, rows)| rows.len() as u64).sum();
+        let mut done = 0u64;
+        let stores: Vec<&str> = known.iter().map(|(t, _, _)| t.as_str()).collect();
+        let mut commit = self.begin(&stores)?;
+        for (table, mut local, rows) in known {
+            // A later row of an id merges onto the earlier row's result.
+            let mut seen = HashSet::new();
+            let repeated: HashSet<String> = rows
+                .iter()
+                .filter_map(|r| r.get("id")?.as_str())
+                .filter(|id| !seen.insert(*id))
+                .map(str::to_owned)
+                .collect();
+            let mut rows = rows.into_iter();
+            loop {
+                let chunk: Vec<backup::Row> = rows.by_ref().take(IMPORT_CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len() as u64;
+                let writes = self.prepare(None, |w| {
+                    let mut out: Vec<PreparedWrite> = Vec::with_capacity(chunk.len());
+                    for row in chunk {
+                        let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
+                        let id = id.to_string();
+                        if let Some(p) = w.import_row(&table, local.remove(&id), row)? {
+                            if repeated.contains(&id) {
+                                local.insert(id, Value::Object(p.stored.clone()));
+                            }
                             out.push(p);
                         }
-                        None => skipped += 1,
                     }
-                }
-                Ok((out, skipped))
-            })?;
-            counts.0 += n - skipped;
-            counts.1 += skipped;
-            done += n;
-            report(&cb, "merge", done, total);
-            writes.push((table, out));
+                    Ok(out)
+                })?;
+                let counts = per_table.entry(table.clone()).or_default();
+                counts.0 += writes.len() as u64;
+                counts.1 += n - writes.len() as u64;
+                commit.write(&table, writes)?;
+                done += n;
+                // Between chunks, with no store state borrowed: the callback may call back
+                // into the store (a `lock()` makes the next chunk fail and nothing is written).
+                report(&cb, "merge", done, total);
+            }
         }
-        self.commit(writes).await?;
+        self.finish(commit).await?;
         let (imported, skipped) = per_table
             .values()
             .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
@@ -357,4 +422,40 @@ pub fn inspect_backup(bytes: &[u8]) -> Result<JsValue, JsValue> {
     Ok(to_js(
         &json!({"manifest": archive.manifest(), "sealed": archive.is_sealed()}),
     )?)
+}
+
+/// Writes a `.mana` archive of plain rows without a store: `{ table: rows }` → the archive's
+/// bytes (scope `full`, rows as given). For bringing data from elsewhere into the format.
+#[wasm_bindgen(js_name = packBackup, unchecked_return_type = "Promise<Uint8Array>")]
+pub fn pack_backup(
+    #[wasm_bindgen(unchecked_param_type = "Record<string, Record<string, unknown>[]>")]
+    tables: JsValue,
+    options: Option<PackOptionsJs>,
+) -> js_sys::Promise {
+    promise(async move {
+        let (opts, cb) = split_options::<PackOptions>(options.map(Into::into))?;
+        check_passphrase(&opts.passphrase)?;
+        let tables: BTreeMap<String, Vec<backup::Row>> = from_js(&tables, "invalid_record")?;
+        let info = ManifestInfo::new(
+            opts.user_id.as_deref().unwrap_or(""),
+            &iso_now(),
+            Scope::Full,
+        );
+        let mut writer = BackupWriter::new(info);
+        if opts.passphrase.is_some() {
+            writer = writer.for_sealing();
+        }
+        let total = tables.values().map(|rows| rows.len() as u64).sum();
+        writer.on_progress(total, move |p: Progress| {
+            report(&cb, p.phase.as_str(), p.done, p.total)
+        });
+        for (table, rows) in &tables {
+            writer.begin_table(table)?;
+            for row in rows {
+                writer.write_row(row)?;
+            }
+        }
+        let bytes = finish_archive(writer, opts.passphrase).await?;
+        Ok(js_sys::Uint8Array::from(bytes.as_slice()))
+    })
 }

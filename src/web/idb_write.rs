@@ -137,3 +137,74 @@ impl Drop for WriteTx {
         }
     }
 }
+
+/// Reads a whole object store in key order, `chunk` records at a time, in one readonly
+/// transaction. The request for the next chunk is issued as soon as a chunk arrives, so the
+/// browser reads it while the caller processes this one.
+pub struct ChunkedRead {
+    store: web_sys::IdbObjectStore,
+    chunk: u32,
+    pending: Option<(web_sys::IdbRequest, Promise)>,
+}
+
+impl ChunkedRead {
+    pub fn begin(db: &IdbDatabase, store: &str, chunk: u32) -> Result<ChunkedRead, JsCodedError> {
+        let tx = db
+            .transaction_with_str_and_mode(store, web_sys::IdbTransactionMode::Readonly)
+            .map_err(dom_error)?;
+        let store = tx.object_store(store).map_err(dom_error)?;
+        let mut read = ChunkedRead {
+            store,
+            chunk,
+            pending: None,
+        };
+        read.request(None)?;
+        Ok(read)
+    }
+
+    fn request(&mut self, after: Option<&JsValue>) -> Result<(), JsCodedError> {
+        let range = match after {
+            None => JsValue::NULL,
+            Some(key) => web_sys::IdbKeyRange::lower_bound_with_open(key, true)
+                .map_err(dom_error)?
+                .into(),
+        };
+        let req = self
+            .store
+            .get_all_with_key_and_limit(&range, self.chunk)
+            .map_err(dom_error)?;
+        let done = Promise::new(&mut |resolve, reject| {
+            req.set_onsuccess(Some(&resolve));
+            req.set_onerror(Some(&reject));
+        });
+        self.pending = Some((req, done));
+        Ok(())
+    }
+
+    /// The next chunk of records, or `None` after the last one.
+    pub async fn next(&mut self) -> Result<Option<Array>, JsCodedError> {
+        let Some((req, done)) = self.pending.take() else {
+            return Ok(None);
+        };
+        JsFuture::from(done).await.map_err(|_| {
+            dom_error(
+                req.error()
+                    .ok()
+                    .flatten()
+                    .map(JsValue::from)
+                    .unwrap_or(JsValue::NULL),
+            )
+        })?;
+        let rows: Array = req.result().map_err(dom_error)?.unchecked_into();
+        if rows.length() == self.chunk {
+            // Still inside the success event, while the transaction is active.
+            let last = rows.get(self.chunk - 1);
+            let key = self.store.key_path().ok().and_then(|p| p.as_string());
+            let key = key
+                .and_then(|p| js_sys::Reflect::get(&last, &p.into()).ok())
+                .ok_or_else(|| JsCodedError::new("internal", "a record without its key"))?;
+            self.request(Some(&key))?;
+        }
+        Ok(if rows.length() == 0 { None } else { Some(rows) })
+    }
+}

@@ -15,7 +15,9 @@ mod tabs;
 mod types;
 mod webcrypto;
 
-pub use backup::{inspect_backup, ExportOptionsJs, ImportOptionsJs, MigrationJs};
+pub use backup::{
+    inspect_backup, pack_backup, ExportOptionsJs, ImportOptionsJs, MigrationJs, PackOptionsJs,
+};
 pub use error::JsCodedError;
 pub use hybrid_clock::HybridClock;
 pub use live_query::LiveQuery;

@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 wasm-pack build --release --target web --out-dir pkg
 node benches/browser/run.mjs benches/browser/bench.html
+node benches/browser/run.mjs benches/browser/layout.html

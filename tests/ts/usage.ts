@@ -1,7 +1,7 @@
 // Type-checks a typical app's use of the generated typings (`tsc --noEmit` in make test).
 // Not executed: the browser tests run the same calls for real.
-import init, { ManaStore, LiveQuery, mergeChanges } from "../../pkg/mana_sync.js";
-import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery } from "../../pkg/mana_sync.js";
+import init, { ManaStore, LiveQuery, mergeChanges, inspectBackup, packBackup } from "../../pkg/mana_sync.js";
+import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery, BackupInfo, ImportReport } from "../../pkg/mana_sync.js";
 
 interface Note extends ManaRecord { title: string; updatedAt: number }
 
@@ -33,6 +33,12 @@ export async function app(): Promise<number> {
   } catch (e) {
     console.log((e as ManaError).code);
   }
+  const onProgress = (phase: string, done: number, total: number) => console.log(phase, done, total);
+  const archive: Uint8Array = await store.exportBackup({ appIds: ["notes"], passphrase: "pw", onProgress });
+  const info: BackupInfo = inspectBackup(archive);
+  const report: ImportReport = await store.importBackup(archive, { passphrase: info.sealed ? "pw" : undefined });
+  const packed: Uint8Array = await packBackup({ notes: [{ id: "x", title: "t" }] }, { userId: "u1", passphrase: "pw", onProgress });
+  console.log(report.imported, packed.length);
   const n: number = await store.pendingCount();
   store.lock();
   await store.close();

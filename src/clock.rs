@@ -70,6 +70,7 @@ impl Hlc {
                 v /= radix;
             }
         }
+        debug_assert!(self.millis <= MAX_MILLIS, "Hlc::new keeps millis in range");
         let (y, mo, d, h, mi, sec, ms) = civil_from_millis(self.millis);
         let mut out = *b"0000-00-00T00:00:00.000Z-0000-0000000000000000";
         digits(&mut out[0..4], y, 10);

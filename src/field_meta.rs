@@ -4,8 +4,8 @@
 //! meta, never the case for records written through this crate).
 //!
 //! Why: a put writes every field with one timestamp, so the object form repeats one entry per
-//! field. The browser clones and stores that at several times the cost of the record itself
-//! (BENCHMARKS.md, "IndexedDB layout"); one short string costs next to nothing. The encoding
+//! field. The browser clones and stores that at about the cost of the record itself again
+//! (BENCHMARKS.md, "The stored shape"); one short string costs next to nothing. The encoding
 //! is lossless, and the object form (stores written before) still decodes.
 
 use serde_json::{Map, Value};

@@ -262,8 +262,8 @@ impl Writer<'_> {
         self.check_collection(collection)?;
         let (mut record, space) = existing(collection, stored, id)?;
         let at = self.clock.now(self.wall_millis)?;
-        record.insert(FIELD_DELETED_AT.into(), Value::String(at.to_string()));
         let mut meta = take_meta(&mut record)?;
+        record.insert(FIELD_DELETED_AT.into(), Value::String(at.to_string()));
         meta.insert(FIELD_DELETED_AT.into(), self.meta_entry(at));
         store_meta(&mut record, &meta);
         let mut change = self.base_change(collection, id, Op::Delete, space.as_deref())?;

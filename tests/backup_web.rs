@@ -311,3 +311,39 @@ async fn pack_backup_writes_an_archive_a_store_imports() {
         "invalid_options"
     );
 }
+
+#[wasm_bindgen_test]
+async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
+    // The first row changes nothing (older), the second wins one field: the local record's
+    // other fields must survive.
+    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
+    let s = store("erin", 5).await;
+    ok_js(s.put(
+        "notes".into(),
+        js(json!({"id": "d1", "title": "local", "content": "keep"})),
+        None,
+    ))
+    .await;
+    let mut w = BackupWriter::new(ManifestInfo::new(
+        "erin",
+        "2026-11-25T10:00:00.000Z",
+        Scope::Full,
+    ));
+    w.begin_table("notes").unwrap();
+    let old = "2000-01-01T00:00:00.000Z-0000-0000000000000001";
+    let new = "2100-01-01T00:00:00.000Z-0000-0000000000000001";
+    w.write_row(&json!({"id": "d1", "title": "old", "__fieldMeta": {"title": {"at": old}}}))
+        .unwrap();
+    w.write_row(&json!({"id": "d1", "tag": "new", "__fieldMeta": {"tag": {"at": new}}}))
+        .unwrap();
+    let bytes = w.finish_unsealed().unwrap();
+    let report = rs(&ok_js(s.import_backup(&bytes, None)).await);
+    assert_eq!(
+        (report["imported"].clone(), report["skipped"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(
+        rs(&ok_js(s.get("notes".into(), "d1".into())).await),
+        json!({"id": "d1", "title": "local", "content": "keep", "tag": "new", "spaceId": "_personal:erin"})
+    );
+}

@@ -301,7 +301,14 @@ impl StoreInner {
                     for row in chunk {
                         let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
                         let id = id.to_string();
-                        if let Some(p) = w.import_row(&table, local.remove(&id), row)? {
+                        // A repeated id keeps its current state for its later rows, whether
+                        // or not this row changes it.
+                        let base = if repeated.contains(&id) {
+                            local.get(&id).cloned()
+                        } else {
+                            local.remove(&id)
+                        };
+                        if let Some(p) = w.import_row(&table, base, row)? {
                             if repeated.contains(&id) {
                                 local.insert(id, Value::Object(p.stored.clone()));
                             }

@@ -133,6 +133,9 @@ impl WriteTx {
 impl Drop for WriteTx {
     fn drop(&mut self) {
         if self.done.is_some() {
+            // Nobody awaits `done` any more: unhook it so the abort is no unhandled rejection.
+            self.tx.set_oncomplete(None);
+            self.tx.set_onabort(None);
             let _ = self.tx.abort();
         }
     }
@@ -153,6 +156,16 @@ impl ChunkedRead {
             .transaction_with_str_and_mode(store, web_sys::IdbTransactionMode::Readonly)
             .map_err(dom_error)?;
         let store = tx.object_store(store).map_err(dom_error)?;
+        // The next chunk starts after the last record's key, read as a top-level property.
+        match store.key_path().ok().and_then(|p| p.as_string()) {
+            Some(p) if !p.is_empty() && !p.contains('.') => {}
+            _ => {
+                return Err(JsCodedError::new(
+                    "internal",
+                    "chunked reads need a plain keyPath",
+                ))
+            }
+        }
         let mut read = ChunkedRead {
             store,
             chunk,
@@ -181,7 +194,9 @@ impl ChunkedRead {
         Ok(())
     }
 
-    /// The next chunk of records, or `None` after the last one.
+    /// The next chunk of records, or `None` after the last one. Call it again without awaiting
+    /// anything else in between: the following request is issued while this one's success
+    /// event keeps the transaction active, and the transaction ends once nothing is pending.
     pub async fn next(&mut self) -> Result<Option<Array>, JsCodedError> {
         let Some((req, done)) = self.pending.take() else {
             return Ok(None);

@@ -1,8 +1,9 @@
 //! `ManaStore`: the IndexedDB-backed local store exposed to JS (DESIGN §4, §7).
 //!
-//! Every write runs in one readwrite transaction over the collection, `_pendingChanges` and
-//! `_meta`: the records, one pending row for the whole batch and the clock state commit
-//! together or not at all. Requests inside the transaction are fired without awaiting each.
+//! Every write runs in one readwrite transaction over its collections, `_pendingChanges` and
+//! `_meta`: the records, their pending rows (one per up to 2,000 changes) and the clock state
+//! commit together or not at all. Requests inside the transaction are fired without awaiting
+//! each.
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -6,7 +6,7 @@ use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbTransaction, IdbTransactionMode};
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use super::error::JsCodedError;
 
@@ -27,6 +27,28 @@ fn dom_error(e: JsValue) -> JsCodedError {
     JsCodedError::new(code, format!("IndexedDB {name}: {message}"))
 }
 
+/// A promise of the request's outcome; attach it before control returns to the event loop.
+fn on_settled(req: &IdbRequest) -> Promise {
+    Promise::new(&mut |resolve, reject| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    })
+}
+
+/// Waits for [`on_settled`]'s promise; a failed request becomes its coded DOM error.
+async fn settled(req: &IdbRequest, done: Promise) -> Result<(), JsCodedError> {
+    JsFuture::from(done).await.map_err(|_| {
+        dom_error(
+            req.error()
+                .ok()
+                .flatten()
+                .map(JsValue::from)
+                .unwrap_or(JsValue::NULL),
+        )
+    })?;
+    Ok(())
+}
+
 /// Opens a second connection to an existing database at its current version.
 pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
     // `indexedDB` is read structurally, so this works on a Window as on a worker.
@@ -37,19 +59,8 @@ pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
         .flatten()
         .ok_or_else(|| JsCodedError::new("storage", "IndexedDB is not available"))?;
     let req: IdbOpenDbRequest = factory.open(name).map_err(dom_error)?;
-    let done = Promise::new(&mut |resolve, reject| {
-        req.set_onsuccess(Some(&resolve));
-        req.set_onerror(Some(&reject));
-    });
-    JsFuture::from(done).await.map_err(|_| {
-        dom_error(
-            req.error()
-                .ok()
-                .flatten()
-                .map(JsValue::from)
-                .unwrap_or(JsValue::NULL),
-        )
-    })?;
+    let done = on_settled(&req);
+    settled(&req, done).await?;
     let db: IdbDatabase = req.result().map_err(dom_error)?.unchecked_into();
     // Let a newer version (another tab upgrading the schema) proceed.
     let on_version_change = Closure::<dyn FnMut(JsValue)>::new({
@@ -147,7 +158,7 @@ impl Drop for WriteTx {
 pub struct ChunkedRead {
     store: web_sys::IdbObjectStore,
     chunk: u32,
-    pending: Option<(web_sys::IdbRequest, Promise)>,
+    pending: Option<(IdbRequest, Promise)>,
 }
 
 impl ChunkedRead {
@@ -186,10 +197,7 @@ impl ChunkedRead {
             .store
             .get_all_with_key_and_limit(&range, self.chunk)
             .map_err(dom_error)?;
-        let done = Promise::new(&mut |resolve, reject| {
-            req.set_onsuccess(Some(&resolve));
-            req.set_onerror(Some(&reject));
-        });
+        let done = on_settled(&req);
         self.pending = Some((req, done));
         Ok(())
     }
@@ -201,15 +209,7 @@ impl ChunkedRead {
         let Some((req, done)) = self.pending.take() else {
             return Ok(None);
         };
-        JsFuture::from(done).await.map_err(|_| {
-            dom_error(
-                req.error()
-                    .ok()
-                    .flatten()
-                    .map(JsValue::from)
-                    .unwrap_or(JsValue::NULL),
-            )
-        })?;
+        settled(&req, done).await?;
         let rows: Array = req.result().map_err(dom_error)?.unchecked_into();
         if rows.length() == self.chunk {
             // Still inside the success event, while the transaction is active.

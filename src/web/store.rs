@@ -169,24 +169,6 @@ impl StoreInner {
         }
     }
 
-    pub async fn put_many(
-        &self,
-        collection: &str,
-        records: Vec<Value>,
-        actor: Option<Value>,
-    ) -> JsResult<()> {
-        self.check_collection(collection)?;
-        let mut commit = self.begin(&[collection])?;
-        let writes = self.prepare(actor.as_ref(), |w| {
-            records
-                .into_iter()
-                .map(|r| w.put(collection, r))
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        commit.write(collection, writes)?;
-        self.finish(commit).await
-    }
-
     /// `bulkPut`: records are read from JS, prepared and put in chunks, all in one
     /// transaction, so that IndexedDB stores one chunk while the next is prepared. A bad
     /// record anywhere aborts the transaction: nothing is written.
@@ -543,9 +525,8 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             let opts = parse_options(options.map(Into::into))?;
-            let record: Value = from_js(&record, "invalid_record")?;
             inner
-                .put_many(&collection, vec![record], opts.actor)
+                .put_array(&collection, &js_sys::Array::of1(&record), opts.actor)
                 .await?;
             Ok(JsValue::UNDEFINED)
         })

@@ -509,3 +509,24 @@ async fn a_bad_record_late_in_a_large_bulk_put_writes_nothing() {
         "the first chunks were rolled back too"
     );
 }
+
+#[wasm_bindgen_test]
+async fn concurrent_updates_of_one_record_both_land() {
+    // Two patches of different fields, neither awaited before the other starts: each must
+    // read the record in its own write transaction, or the later one writes back a stale copy.
+    let name = unique("concurrent");
+    let s = open_unlocked(&name).await;
+    ok(s.put("notes".into(), js(json!({"id": "n1", "title": "t"})), None)).await;
+    let a = s.update("notes".into(), "n1".into(), js(json!({"a": 1})), None);
+    let b = s.update("notes".into(), "n1".into(), js(json!({"b": 2})), None);
+    let c = s.delete("notes".into(), "n1".into(), None);
+    ok(a).await;
+    ok(b).await;
+    ok(c).await;
+    let got = ok(s.get("notes".into(), "n1".into())).await;
+    assert_eq!((got["a"].clone(), got["b"].clone()), (json!(1), json!(2)));
+    assert!(got["deletedAt"].is_string());
+    let meta = raw_meta(&name, "notes", "n1").await;
+    assert!(meta["a"].is_object() && meta["b"].is_object() && meta["deletedAt"].is_object());
+    assert_eq!(pending(&s).await, 4);
+}

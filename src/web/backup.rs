@@ -255,8 +255,8 @@ impl StoreInner {
         };
         let tables = data.read_all(&mut progress)?;
 
-        // Every read (the local records) and every migration happen before the write
-        // transaction opens: it must not wait on anything but its own requests.
+        // Migrations (app callbacks) run before the write transaction opens; the local records
+        // are read inside it, so an edit made meanwhile is merged, never overwritten.
         let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut known = Vec::new();
         for (table, rows) in tables {
@@ -264,23 +264,23 @@ impl StoreInner {
                 per_table.entry(table).or_default().1 += rows.len() as u64;
                 continue;
             }
-            let local: HashMap<String, Value> = self
-                .read_all_raw(&table)
-                .await?
-                .into_iter()
-                .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
-                .collect();
             let rows = self.migrate(&table, archive_version, rows)?;
-            known.push((table, local, rows));
+            known.push((table, rows));
         }
 
         // Merge and write chunk by chunk in one transaction, so IndexedDB stores a chunk
         // while the next merges; any error drops the transaction, which aborts it.
-        let total: u64 = known.iter().map(|(_, _, rows)| rows.len() as u64).sum();
+        let total: u64 = known.iter().map(|(_, rows)| rows.len() as u64).sum();
         let mut done = 0u64;
-        let stores: Vec<&str> = known.iter().map(|(t, _, _)| t.as_str()).collect();
+        let stores: Vec<&str> = known.iter().map(|(t, _)| t.as_str()).collect();
         let mut commit = self.begin(&stores)?;
-        for (table, mut local, rows) in known {
+        for (table, rows) in known {
+            let mut local: HashMap<String, Value> = commit
+                .get_all(&table)
+                .await?
+                .into_iter()
+                .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
+                .collect();
             // A later row of an id merges onto the earlier row's result.
             let mut seen = HashSet::new();
             let repeated: HashSet<String> = rows

@@ -116,6 +116,28 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Reads inside this transaction, so that a read-modify-write is one step: a writer that
+    /// starts meanwhile waits for this transaction and then reads what it wrote. Keep issuing
+    /// requests right after it returns (no other await), or the transaction ends.
+    pub async fn get(&self, store: &str, key: &str) -> Result<JsValue, JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        let req = s
+            .get(&JsValue::from_str(key))
+            .map_err(|e| self.abort_with(e))?;
+        let done = on_settled(&req);
+        settled(&req, done).await?;
+        req.result().map_err(dom_error)
+    }
+
+    /// Every record of a store, read inside this transaction (see [`WriteTx::get`]).
+    pub async fn get_all(&self, store: &str) -> Result<Array, JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        let req = s.get_all().map_err(|e| self.abort_with(e))?;
+        let done = on_settled(&req);
+        settled(&req, done).await?;
+        Ok(req.result().map_err(dom_error)?.unchecked_into())
+    }
+
     fn abort_with(&self, e: JsValue) -> JsCodedError {
         let _ = self.tx.abort();
         dom_error(e)

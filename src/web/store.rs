@@ -131,25 +131,6 @@ impl StoreInner {
         Ok(())
     }
 
-    /// Commits prepared writes (of one or more collections) in one transaction.
-    pub(crate) async fn commit(&self, batches: Vec<(String, Vec<PreparedWrite>)>) -> JsResult<()> {
-        let stores: Vec<String> = batches.iter().map(|(c, _)| c.clone()).collect();
-        let mut commit = self.begin(&stores.iter().map(String::as_str).collect::<Vec<_>>())?;
-        for (collection, writes) in batches {
-            commit.write(&collection, writes)?;
-        }
-        self.finish(commit).await
-    }
-
-    /// Every stored row of a collection, as JSON (one `JSON.stringify` for all of them).
-    pub(crate) async fn read_all_raw(&self, collection: &str) -> JsResult<Vec<Value>> {
-        let db = self.db()?;
-        let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
-        let rows = tx.store(collection)?.get_all(None, None).await?;
-        let array: js_sys::Array = rows.into_iter().collect();
-        from_js(&array, "internal")
-    }
-
     async fn get_stored(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
         let db = self.db()?;
         let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
@@ -197,8 +178,9 @@ impl StoreInner {
         self.finish(commit).await
     }
 
-    /// Reads the record, applies `f` and commits; concurrent writers are serialised by the
-    /// clock (every write gets a later timestamp) and field-level merge on sync.
+    /// Reads the record, applies `f` and writes it back, all in one readwrite transaction:
+    /// IndexedDB runs overlapping ones in order, so concurrent patches of one record each see
+    /// the one before.
     async fn modify(
         &self,
         collection: &str,
@@ -207,10 +189,11 @@ impl StoreInner {
         f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, RecordError>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
-        let stored = self.get_stored(collection, id).await?;
+        let mut commit = self.begin(&[collection])?;
+        let stored = commit.get(collection, id).await?;
         let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
-        self.commit(vec![(collection.to_string(), vec![write])])
-            .await
+        commit.write(collection, vec![write])?;
+        self.finish(commit).await
     }
 
     pub async fn get(&self, collection: &str, id: &str) -> JsResult<JsValue> {
@@ -322,6 +305,21 @@ pub(crate) struct Commit {
 }
 
 impl Commit {
+    /// A stored record, read inside this transaction (see [`WriteTx::get`]).
+    pub async fn get(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
+        let v = self.tx.get(collection, id).await?;
+        if v.is_undefined() {
+            return Ok(None);
+        }
+        Ok(Some(from_js(&v, "internal")?))
+    }
+
+    /// Every stored record of a collection, read inside this transaction.
+    pub async fn get_all(&self, collection: &str) -> JsResult<Vec<Value>> {
+        let rows: JsValue = self.tx.get_all(collection).await?.into();
+        from_js(&rows, "internal")
+    }
+
     /// Issues the puts of prepared records and queues their changes.
     pub fn write(&mut self, collection: &str, writes: Vec<PreparedWrite>) -> JsResult<()> {
         if writes.is_empty() {

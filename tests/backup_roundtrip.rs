@@ -45,7 +45,10 @@ fn sample_tables() -> Vec<(String, Vec<Row>)> {
 }
 
 fn write(tables: &[(String, Vec<Row>)]) -> BackupWriter<'static> {
-    let mut w = BackupWriter::new(info());
+    fill(BackupWriter::new(info()), tables)
+}
+
+fn fill<'p>(mut w: BackupWriter<'p>, tables: &[(String, Vec<Row>)]) -> BackupWriter<'p> {
     for (t, rs) in tables {
         w.begin_table(t).unwrap();
         for r in rs {
@@ -221,15 +224,23 @@ fn sealed_round_trip_and_codes() {
     assert_ne!((sp.salt, sp.iv), (sp2.salt, sp2.iv));
 }
 
-#[test]
-fn fixed_parameters_give_identical_bytes() {
-    let tables = sample_tables();
+/// Fixed salt, IV and a cheap iteration count, with the key they derive from "pw".
+fn fixed_seal() -> (SealParams, [u8; 32]) {
     let params = SealParams {
         salt: [1; 16],
         iv: [2; 12],
         iterations: 1000,
     };
-    let key = backup::derive_key(b"pw", &params.salt, params.iterations);
+    (
+        params,
+        *backup::derive_key(b"pw", &params.salt, params.iterations),
+    )
+}
+
+#[test]
+fn fixed_parameters_give_identical_bytes() {
+    let tables = sample_tables();
+    let (params, key) = fixed_seal();
     let a = write(&tables).finish_sealed_with_key(&key, params).unwrap();
     let b = write(&tables).finish_sealed_with_key(&key, params).unwrap();
     assert_eq!(a, b);
@@ -253,22 +264,9 @@ fn fixed_parameters_give_identical_bytes() {
 #[test]
 fn a_writer_for_sealing_skips_file_hashes_and_gives_the_same_sealed_archive() {
     let tables = sample_tables();
-    let params = SealParams {
-        salt: [1; 16],
-        iv: [2; 12],
-        iterations: 1000,
-    };
-    let key = backup::derive_key(b"pw", &params.salt, params.iterations);
-    let unhashed = |tables: &[(String, Vec<Row>)]| {
-        let mut w = BackupWriter::new(info()).for_sealing();
-        for (t, rs) in tables {
-            w.begin_table(t).unwrap();
-            for r in rs {
-                w.write_row(r).unwrap();
-            }
-        }
-        w
-    };
+    let (params, key) = fixed_seal();
+    let unhashed =
+        |tables: &[(String, Vec<Row>)]| fill(BackupWriter::new(info()).for_sealing(), tables);
     assert_eq!(
         unhashed(&tables)
             .finish_sealed_with_key(&key, params)

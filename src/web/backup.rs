@@ -1,9 +1,9 @@
 //! `.mana` v2 export and import of the store (DESIGN §6), and `inspectBackup`.
 //!
 //! Export reads one collection at a time, decrypts it and streams its rows into the ZIP.
-//! Import unseals, verifies and parses the whole archive and reads the local records first;
-//! then it merges and writes chunk by chunk inside one transaction, which any failure aborts,
-//! so a failed import writes nothing.
+//! Import unseals, verifies and parses the whole archive and runs migrations first; then,
+//! inside one readwrite transaction, it reads the local records and merges and writes chunk
+//! by chunk. Any failure aborts that transaction, so a failed import writes nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

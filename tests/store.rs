@@ -530,3 +530,62 @@ async fn concurrent_updates_of_one_record_both_land() {
     assert!(meta["a"].is_object() && meta["b"].is_object() && meta["deletedAt"].is_object());
     assert_eq!(pending(&s).await, 4);
 }
+
+#[wasm_bindgen_test]
+async fn writes_are_stamped_in_the_order_they_commit() {
+    // An update (which reads first) and a put fired together: whatever order they commit in,
+    // the later commit carries the later timestamp, the record shows it, and the stored clock
+    // never goes back.
+    let name = unique("order");
+    let s = open_unlocked(&name).await;
+    ok(s.put("notes".into(), js(json!({"id": "n1", "title": "0"})), None)).await;
+    let u = s.update("notes".into(), "n1".into(), js(json!({"title": "A"})), None);
+    let p = s.put("notes".into(), js(json!({"id": "n1", "title": "B"})), None);
+    ok(u).await;
+    ok(p).await;
+    let queued = raw_pending(&name).await;
+    let stamps: Vec<String> = queued
+        .iter()
+        .map(|c| {
+            let at = c["updatedAt"]
+                .as_str()
+                .or_else(|| c["fields"]["title"]["updatedAt"].as_str());
+            at.unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(stamps.len(), 3);
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "queue order = stamp order: {stamps:?}"
+    );
+    let last_title = if queued[2]["op"] == json!("insert") {
+        "B"
+    } else {
+        "A"
+    };
+    assert_eq!(
+        ok(s.get("notes".into(), "n1".into())).await["title"],
+        json!(last_title)
+    );
+    let title_at = raw_meta(&name, "notes", "n1").await["title"]["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(title_at, stamps[2]);
+    let clock = {
+        let db = Rexie::builder(&name).build().await.unwrap();
+        let tx = db
+            .transaction(&["_meta"], TransactionMode::ReadOnly)
+            .unwrap();
+        let v = tx
+            .store("_meta")
+            .unwrap()
+            .get("clock".into())
+            .await
+            .unwrap();
+        drop(tx);
+        db.close();
+        rs(&v.unwrap())["value"].as_str().unwrap().to_string()
+    };
+    assert!(clock >= stamps[2], "stored clock {clock} < {}", stamps[2]);
+}

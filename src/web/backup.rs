@@ -273,8 +273,11 @@ impl StoreInner {
         let total: u64 = known.iter().map(|(_, rows)| rows.len() as u64).sum();
         let mut done = 0u64;
         let stores: Vec<&str> = known.iter().map(|(t, _)| t.as_str()).collect();
-        let mut commit = self.begin(&stores)?;
+        let mut commit = self.begin(&stores).await?;
         for (table, rows) in known {
+            if rows.is_empty() {
+                continue;
+            }
             let mut local: HashMap<String, Value> = commit
                 .get_all(&table)
                 .await?
@@ -323,7 +326,8 @@ impl StoreInner {
                 commit.write(&table, writes)?;
                 done += n;
                 // Between chunks, with no store state borrowed: the callback may call back
-                // into the store (a `lock()` makes the next chunk fail and nothing is written).
+                // into the store: a `lock()` fails the next chunk that has encrypted personal
+                // fields (nothing is written); a write it starts runs after this import.
                 report(&cb, "merge", done, total);
             }
         }
@@ -345,10 +349,12 @@ impl StoreInner {
         from: u64,
         rows: Vec<backup::Row>,
     ) -> Result<Vec<backup::Row>, JsCodedError> {
-        let migrations = self.migrations.borrow();
-        let steps: Vec<&js_sys::Function> = migrations
+        // Cloned out, so a migration may call back into the store (even registerMigration).
+        let steps: Vec<js_sys::Function> = self
+            .migrations
+            .borrow()
             .range((from + 1) as u32..=self.config.schema_version)
-            .map(|(_, f)| f)
+            .map(|(_, f)| f.clone())
             .collect();
         if steps.is_empty() {
             return Ok(rows);

@@ -1,6 +1,7 @@
-//! The hot write path on a raw `IDBDatabase` connection: every request of a batch is issued
-//! synchronously (no per-request future or closure), and only the transaction's completion
-//! is awaited. Rexie stays in charge of opening, upgrading and reading.
+//! The hot paths on a raw `IDBDatabase` connection: every write of a batch is issued
+//! synchronously (no per-request future or closure) and only the transaction's completion is
+//! awaited, besides the reads a write transaction makes first; bulk reads come in pipelined
+//! chunks. Rexie stays in charge of opening, upgrading and single reads.
 
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
@@ -125,7 +126,7 @@ impl WriteTx {
             .get(&JsValue::from_str(key))
             .map_err(|e| self.abort_with(e))?;
         let done = on_settled(&req);
-        settled(&req, done).await?;
+        settled(&req, done).await.map_err(|e| self.cause(e))?;
         req.result().map_err(dom_error)
     }
 
@@ -134,8 +135,17 @@ impl WriteTx {
         let s = self.tx.object_store(store).map_err(dom_error)?;
         let req = s.get_all().map_err(|e| self.abort_with(e))?;
         let done = on_settled(&req);
-        settled(&req, done).await?;
+        settled(&req, done).await.map_err(|e| self.cause(e))?;
         Ok(req.result().map_err(dom_error)?.unchecked_into())
+    }
+
+    /// A read that failed because an earlier request aborted the transaction reports that
+    /// request's error (e.g. `quota_exceeded`), not its own `AbortError`.
+    fn cause(&self, e: JsCodedError) -> JsCodedError {
+        match self.tx.error() {
+            Some(err) => dom_error(err.into()),
+            None => e,
+        }
     }
 
     fn abort_with(&self, e: JsValue) -> JsCodedError {

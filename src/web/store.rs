@@ -2,8 +2,8 @@
 //!
 //! Every write runs in one readwrite transaction over its collections, `_pendingChanges` and
 //! `_meta`: the records, their pending rows (one per up to 2,000 changes) and the clock state
-//! commit together or not at all. Requests inside the transaction are fired without awaiting
-//! each.
+//! commit together or not at all. Writes are fired without awaiting each; the only awaits
+//! inside a transaction are its reads (the clock, a read-modify-write's record).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -96,17 +96,29 @@ impl StoreInner {
     }
 
     /// Opens the one readwrite transaction of a write over `collections`, the pending queue
-    /// and `_meta`. Fill it with [`Commit::write`], then [`StoreInner::finish`] it; dropped
-    /// unfinished, it aborts and nothing is written.
-    pub(crate) fn begin(&self, collections: &[&str]) -> JsResult<Commit> {
+    /// and `_meta`, and takes in the stored clock. Every write transaction includes `_meta`, so
+    /// they run one at a time, and a write stamps its changes only once its own transaction
+    /// runs: stamps follow commit order, across this store's calls and across tabs. Read with
+    /// [`Commit::get`], fill with [`Commit::write`], then [`StoreInner::finish`] it, awaiting
+    /// nothing else in between; dropped unfinished, it aborts and nothing is written.
+    pub(crate) async fn begin(&self, collections: &[&str]) -> JsResult<Commit> {
         let mut stores = collections.to_vec();
         stores.extend([PENDING, META]);
-        Ok(Commit {
+        let commit = Commit {
             tx: WriteTx::begin(&self.raw()?, &stores)?,
             pending: Vec::new(),
             written: Vec::new(),
             created_at: js_sys::Date::now(),
-        })
+        };
+        let row = commit.tx.get(META, "clock").await?;
+        let stored = js_sys::Reflect::get(&row, &"value".into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .and_then(|s| Hlc::parse(&s).ok());
+        if let Some(at) = stored {
+            self.clock.borrow_mut().observe(&at);
+        }
+        Ok(commit)
     }
 
     /// Adds the last pending row and the clock, commits, then notifies live queries and other
@@ -160,7 +172,7 @@ impl StoreInner {
         actor: Option<Value>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
-        let mut commit = self.begin(&[collection])?;
+        let mut commit = self.begin(&[collection]).await?;
         let len = records.length();
         let mut start = 0;
         while start < len {
@@ -189,7 +201,7 @@ impl StoreInner {
         f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, RecordError>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
-        let mut commit = self.begin(&[collection])?;
+        let mut commit = self.begin(&[collection]).await?;
         let stored = commit.get(collection, id).await?;
         let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
         commit.write(collection, vec![write])?;

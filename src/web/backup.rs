@@ -273,7 +273,8 @@ impl StoreInner {
         let total: u64 = known.iter().map(|(_, rows)| rows.len() as u64).sum();
         let mut done = 0u64;
         let stores: Vec<&str> = known.iter().map(|(t, _)| t.as_str()).collect();
-        let mut commit = self.begin(&stores).await?;
+        let _turn = self.write_turn().await;
+        let mut commit = self.begin(&stores)?;
         for (table, rows) in known {
             if rows.is_empty() {
                 continue;

@@ -3,7 +3,7 @@
 //! Every write runs in one readwrite transaction over its collections, `_pendingChanges` and
 //! `_meta`: the records, their pending rows (one per up to 2,000 changes) and the clock state
 //! commit together or not at all. Writes are fired without awaiting each; the only awaits
-//! inside a transaction are its reads (the clock, a read-modify-write's record).
+//! inside a transaction are a read-modify-write's reads. A store's writes take turns.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,6 +46,8 @@ pub(crate) struct StoreInner {
     pub migrations: RefCell<std::collections::BTreeMap<u32, js_sys::Function>>,
     /// Test hook: make the next write's transaction abort after its puts were issued.
     pub fail_next_commit: RefCell<bool>,
+    /// See [`StoreInner::write_turn`].
+    pub write_turn: futures::lock::Mutex<()>,
 }
 
 type JsResult<T> = Result<T, JsCodedError>;
@@ -96,29 +98,25 @@ impl StoreInner {
     }
 
     /// Opens the one readwrite transaction of a write over `collections`, the pending queue
-    /// and `_meta`, and takes in the stored clock. Every write transaction includes `_meta`, so
-    /// they run one at a time, and a write stamps its changes only once its own transaction
-    /// runs: stamps follow commit order, across this store's calls and across tabs. Read with
-    /// [`Commit::get`], fill with [`Commit::write`], then [`StoreInner::finish`] it, awaiting
-    /// nothing else in between; dropped unfinished, it aborts and nothing is written.
-    pub(crate) async fn begin(&self, collections: &[&str]) -> JsResult<Commit> {
+    /// and `_meta`. Hold [`StoreInner::write_turn`] first. Read with [`Commit::get`], fill
+    /// with [`Commit::write`], then [`StoreInner::finish`] it, awaiting nothing else in
+    /// between; dropped unfinished, it aborts and nothing is written.
+    pub(crate) fn begin(&self, collections: &[&str]) -> JsResult<Commit> {
         let mut stores = collections.to_vec();
         stores.extend([PENDING, META]);
-        let commit = Commit {
+        Ok(Commit {
             tx: WriteTx::begin(&self.raw()?, &stores)?,
             pending: Vec::new(),
             written: Vec::new(),
             created_at: js_sys::Date::now(),
-        };
-        let row = commit.tx.get(META, "clock").await?;
-        let stored = js_sys::Reflect::get(&row, &"value".into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .and_then(|s| Hlc::parse(&s).ok());
-        if let Some(at) = stored {
-            self.clock.borrow_mut().observe(&at);
-        }
-        Ok(commit)
+        })
+    }
+
+    /// This store's writes take turns, from stamping to commit: a write that reads first (an
+    /// update, an import) would otherwise let a later call stamp earlier and commit after it,
+    /// and the queue, the record and the stored clock would disagree on what came last.
+    pub(crate) async fn write_turn(&self) -> futures::lock::MutexGuard<'_, ()> {
+        self.write_turn.lock().await
     }
 
     /// Adds the last pending row and the clock, commits, then notifies live queries and other
@@ -172,7 +170,8 @@ impl StoreInner {
         actor: Option<Value>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
-        let mut commit = self.begin(&[collection]).await?;
+        let _turn = self.write_turn().await;
+        let mut commit = self.begin(&[collection])?;
         let len = records.length();
         let mut start = 0;
         while start < len {
@@ -201,7 +200,8 @@ impl StoreInner {
         f: impl FnOnce(&mut Writer, Option<Value>) -> Result<PreparedWrite, RecordError>,
     ) -> JsResult<()> {
         self.check_collection(collection)?;
-        let mut commit = self.begin(&[collection]).await?;
+        let _turn = self.write_turn().await;
+        let mut commit = self.begin(&[collection])?;
         let stored = commit.get(collection, id).await?;
         let write = self.prepare(actor.as_ref(), |w| f(w, stored))?;
         commit.write(collection, vec![write])?;
@@ -430,6 +430,7 @@ impl ManaStore {
             tabs: RefCell::new(None),
             migrations: RefCell::default(),
             fail_next_commit: RefCell::new(false),
+            write_turn: futures::lock::Mutex::new(()),
         });
         *inner.tabs.borrow_mut() = TabChannel::open(&inner.config.name, Rc::downgrade(&inner));
         if !meta.contains_key("clientId") {

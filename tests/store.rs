@@ -344,6 +344,12 @@ async fn bad_input_gets_coded_errors_and_writes_nothing() {
     );
     assert_eq!(raw_get(&name, "notes", "ok1").await, Value::Null);
     assert_eq!(
+        code(s.bulk_put("notes".into(), js(json!({"id": "ok2"})), u())).await,
+        "invalid_record",
+        "bulkPut takes an array"
+    );
+    assert_eq!(raw_get(&name, "notes", "ok2").await, Value::Null);
+    assert_eq!(
         code(s.list(
             "notes".into(),
             Some(js(json!({"index": "nope"})).unchecked_into())

@@ -121,22 +121,24 @@ impl WriteTx {
     /// starts meanwhile waits for this transaction and then reads what it wrote. Keep issuing
     /// requests right after it returns (no other await), or the transaction ends.
     pub async fn get(&self, store: &str, key: &str) -> Result<JsValue, JsCodedError> {
-        let s = self.tx.object_store(store).map_err(dom_error)?;
-        let req = s
-            .get(&JsValue::from_str(key))
-            .map_err(|e| self.abort_with(e))?;
-        let done = on_settled(&req);
-        settled(&req, done).await.map_err(|e| self.cause(e))?;
-        req.result().map_err(dom_error)
+        self.read(store, |s| s.get(&JsValue::from_str(key))).await
     }
 
     /// Every record of a store, read inside this transaction (see [`WriteTx::get`]).
     pub async fn get_all(&self, store: &str) -> Result<Array, JsCodedError> {
+        Ok(self.read(store, |s| s.get_all()).await?.unchecked_into())
+    }
+
+    async fn read(
+        &self,
+        store: &str,
+        issue: impl FnOnce(&web_sys::IdbObjectStore) -> Result<IdbRequest, JsValue>,
+    ) -> Result<JsValue, JsCodedError> {
         let s = self.tx.object_store(store).map_err(dom_error)?;
-        let req = s.get_all().map_err(|e| self.abort_with(e))?;
+        let req = issue(&s).map_err(|e| self.abort_with(e))?;
         let done = on_settled(&req);
         settled(&req, done).await.map_err(|e| self.cause(e))?;
-        Ok(req.result().map_err(dom_error)?.unchecked_into())
+        req.result().map_err(dom_error)
     }
 
     /// A read that failed because an earlier request aborted the transaction reports that
@@ -189,6 +191,8 @@ impl Drop for WriteTx {
 /// browser reads it while the caller processes this one.
 pub struct ChunkedRead {
     store: web_sys::IdbObjectStore,
+    /// The store's keyPath: the property of the last record the next chunk starts after.
+    key_path: JsValue,
     chunk: u32,
     pending: Option<(IdbRequest, Promise)>,
 }
@@ -200,17 +204,18 @@ impl ChunkedRead {
             .map_err(dom_error)?;
         let store = tx.object_store(store).map_err(dom_error)?;
         // The next chunk starts after the last record's key, read as a top-level property.
-        match store.key_path().ok().and_then(|p| p.as_string()) {
-            Some(p) if !p.is_empty() && !p.contains('.') => {}
+        let key_path = match store.key_path().ok().and_then(|p| p.as_string()) {
+            Some(p) if !p.is_empty() && !p.contains('.') => JsValue::from(p),
             _ => {
                 return Err(JsCodedError::new(
                     "internal",
                     "chunked reads need a plain keyPath",
                 ))
             }
-        }
+        };
         let mut read = ChunkedRead {
             store,
+            key_path,
             chunk,
             pending: None,
         };
@@ -246,9 +251,9 @@ impl ChunkedRead {
         if rows.length() == self.chunk {
             // Still inside the success event, while the transaction is active.
             let last = rows.get(self.chunk - 1);
-            let key = self.store.key_path().ok().and_then(|p| p.as_string());
-            let key = key
-                .and_then(|p| js_sys::Reflect::get(&last, &p.into()).ok())
+            let key = js_sys::Reflect::get(&last, &self.key_path)
+                .ok()
+                .filter(|k| !k.is_undefined())
                 .ok_or_else(|| JsCodedError::new("internal", "a record without its key"))?;
             self.request(Some(&key))?;
         }

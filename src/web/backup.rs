@@ -104,6 +104,25 @@ struct ImportOptions {
     passphrase: Option<String>,
 }
 
+/// A writer for an archive that [`finish_archive`] will seal when there is a passphrase
+/// (refused when empty), reporting its progress to the app's callback.
+fn archive_writer<'p>(
+    info: ManifestInfo,
+    passphrase: &Option<String>,
+    total_rows: u64,
+    cb: Option<js_sys::Function>,
+) -> Result<BackupWriter<'p>, JsCodedError> {
+    check_passphrase(passphrase)?;
+    let mut writer = BackupWriter::new(info);
+    if passphrase.is_some() {
+        writer = writer.for_sealing();
+    }
+    writer.on_progress(total_rows, move |p: Progress| {
+        report(&cb, p.phase.as_str(), p.done, p.total)
+    });
+    Ok(writer)
+}
+
 /// Seals the archive under a passphrase (PBKDF2 by WebCrypto), or leaves it unsealed.
 async fn finish_archive(
     writer: BackupWriter<'_>,
@@ -184,17 +203,9 @@ impl StoreInner {
             })
             .map(|(_, c, _)| c.to_string())
             .collect();
-        check_passphrase(&opts.passphrase)?;
         let mut info = ManifestInfo::new(&self.config.user_id, &iso_now(), scope);
         info.schema_version = u64::from(self.config.schema_version);
-        let mut writer = BackupWriter::new(info);
-        if opts.passphrase.is_some() {
-            writer = writer.for_sealing();
-        }
-        let progress_cb = cb.clone();
-        writer.on_progress(0, move |p: Progress| {
-            report(&progress_cb, p.phase.as_str(), p.done, p.total)
-        });
+        let mut writer = archive_writer(info, &opts.passphrase, 0, cb.clone())?;
         for (i, collection) in collections.iter().enumerate() {
             report(&cb, "read", i as u64, collections.len() as u64);
             // Chunks pipeline: IndexedDB reads the next one while this one is decrypted and
@@ -455,14 +466,8 @@ pub fn pack_backup(
             &iso_now(),
             Scope::Full,
         );
-        let mut writer = BackupWriter::new(info);
-        if opts.passphrase.is_some() {
-            writer = writer.for_sealing();
-        }
         let total = tables.values().map(|rows| rows.len() as u64).sum();
-        writer.on_progress(total, move |p: Progress| {
-            report(&cb, p.phase.as_str(), p.done, p.total)
-        });
+        let mut writer = archive_writer(info, &opts.passphrase, total, cb)?;
         for (table, rows) in &tables {
             writer.begin_table(table)?;
             for row in rows {

@@ -11,6 +11,7 @@ pub mod merge;
 pub mod protocol;
 pub mod records;
 pub mod schema;
+pub mod sync;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -277,3 +277,50 @@ impl Changeset {
         Ok(())
     }
 }
+
+/// The body of every error answer (`{ code, message, index? }`), written by the server and
+/// read by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    /// Index of the offending change in a push, when one is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+/// A frame a client sends on the WebSocket (`/ws`, `/ws/{appId}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum WsClientFrame {
+    /// Must be the first frame: browsers can't set headers on a WebSocket.
+    #[serde(rename_all = "camelCase")]
+    Auth {
+        token: String,
+        /// Suppresses notifications of this client's own pushes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    Ping,
+}
+
+/// A frame the server sends on the WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum WsServerFrame {
+    /// The subscription is live: every later push concerning the user is announced.
+    #[serde(rename_all = "camelCase")]
+    AuthOk { user_id: String },
+    /// Another client pushed changes to `table` of `appId`: pull it.
+    #[serde(rename_all = "camelCase")]
+    SyncAvailable { app_id: String, table: String },
+    Pong,
+    /// The socket is refused or ends (e.g. `unauthorized`, then close code 4401).
+    Error {
+        code: String,
+        #[serde(default)]
+        message: String,
+    },
+}

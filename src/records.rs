@@ -319,7 +319,7 @@ fn stored_object(stored: Value) -> Result<Map<String, Value>, RecordError> {
 }
 
 /// Stores `meta` in the record in its compact form (see `field_meta`).
-fn store_meta(record: &mut Map<String, Value>, meta: &Map<String, Value>) {
+pub fn store_meta(record: &mut Map<String, Value>, meta: &Map<String, Value>) {
     record.remove(FIELD_META);
     let stored = field_meta::encode(record, meta);
     record.insert(FIELD_META.into(), stored);

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use mana_sync::protocol::ErrorBody;
 
 use crate::store::StoreError;
 
@@ -15,14 +15,6 @@ pub struct AppError {
     pub message: String,
     /// Index of the offending change in a push, when one is to blame.
     pub index: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<usize>,
 }
 
 impl AppError {
@@ -84,14 +76,14 @@ impl IntoResponse for AppError {
         }
         // Never leak internals (SQL, paths) to the client.
         let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal server error"
+            "internal server error".to_owned()
         } else {
-            self.message.as_str()
+            self.message
         };
         (
             self.status,
-            Json(Body {
-                code: self.code,
+            Json(ErrorBody {
+                code: self.code.to_owned(),
                 message,
                 index: self.index,
             }),

@@ -168,11 +168,14 @@ pub async fn push(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PullParams {
     collection: Option<String>,
     collections: Option<String>,
     since: Option<String>,
     limit: Option<String>,
+    /// Leave out this client's own pushes (it has them), as a push answer does.
+    client_id: Option<String>,
 }
 
 /// `collection=a` or `collections=a,b`; none = every table.
@@ -219,7 +222,7 @@ pub async fn pull(
             collections: parse_collections(p.collection.as_deref(), p.collections.as_deref()),
             since,
             limit,
-            exclude_client: None,
+            exclude_client: p.client_id.filter(|c| !c.trim().is_empty()),
         })
         .await?;
     Ok(Json(PullResponse {

@@ -16,7 +16,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use mana_sync::protocol::{WsClientFrame, WsServerFrame};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::AuthUser;
@@ -31,17 +31,6 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(rename_all = "camelCase")]
 pub struct WsParams {
     token: Option<String>,
-    client_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
     client_id: Option<String>,
 }
 
@@ -79,19 +68,17 @@ pub async fn ws_app(
     }
 }
 
-async fn send_json(socket: &mut WebSocket, v: Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+async fn send_frame(socket: &mut WebSocket, frame: &WsServerFrame) -> bool {
+    let text = serde_json::to_string(frame).expect("frames serialise");
+    socket.send(Message::Text(text.into())).await.is_ok()
 }
 
 async fn reject(mut socket: WebSocket, code: &str, message: &str, close: u16) {
-    let _ = send_json(
-        &mut socket,
-        json!({"type": "error", "code": code, "message": message}),
-    )
-    .await;
+    let frame = WsServerFrame::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    };
+    let _ = send_frame(&mut socket, &frame).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: close,
@@ -105,12 +92,10 @@ async fn read_auth(socket: &mut WebSocket) -> Result<(String, Option<String>), &
     loop {
         match socket.recv().await {
             Some(Ok(Message::Text(t))) => {
-                let f: AuthFrame = serde_json::from_str(t.as_str())
-                    .map_err(|_| "first frame must be {type:\"auth\", token}")?;
-                if f.kind != "auth" {
-                    return Err("first frame must be {type:\"auth\", token}");
-                }
-                return Ok((f.token, f.client_id));
+                return match serde_json::from_str(t.as_str()) {
+                    Ok(WsClientFrame::Auth { token, client_id }) => Ok((token, client_id)),
+                    _ => Err("first frame must be {type:\"auth\", token}"),
+                };
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             _ => return Err("connection closed before auth"),
@@ -139,12 +124,10 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
     let mut rx = st.events.subscribe();
     let mut seen = st.store.head().await.unwrap_or(0);
     let mut shutdown = st.shutdown.clone();
-    if !send_json(
-        &mut socket,
-        json!({"type": "auth-ok", "userId": viewer.user_id}),
-    )
-    .await
-    {
+    let ready = WsServerFrame::AuthOk {
+        user_id: viewer.user_id.clone(),
+    };
+    if !send_frame(&mut socket, &ready).await {
         return;
     }
     loop {
@@ -162,10 +145,8 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    let kind = serde_json::from_str::<Value>(t.as_str())
-                        .ok()
-                        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
-                    if kind.as_deref() == Some("ping") && !send_json(&mut socket, json!({"type": "pong"})).await {
+                    let ping = matches!(serde_json::from_str(t.as_str()), Ok(WsClientFrame::Ping));
+                    if ping && !send_frame(&mut socket, &WsServerFrame::Pong).await {
                         return;
                     }
                 }
@@ -194,7 +175,7 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                     Err(RecvError::Closed) => return,
                 };
                 for (app_id, table) in tables {
-                    if !send_json(&mut socket, json!({"type": "sync-available", "appId": app_id, "table": table})).await {
+                    if !send_frame(&mut socket, &WsServerFrame::SyncAvailable { app_id, table }).await {
                         return;
                     }
                 }

@@ -1,0 +1,126 @@
+//! Merging server changes into stored records with the shared LWW merge (`merge::apply`).
+//! Values are kept as they arrive (ciphertext stays ciphertext), `__fieldMeta` takes the
+//! winners' timestamps, and nothing is queued. The driver calls this inside the one
+//! transaction that also writes the page's cursor.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::clock::Hlc;
+use crate::merge::{self, meta_entry, RecordState};
+use crate::protocol::{Change, Conflict, FIELD_ID};
+use crate::records::{store_meta, take_meta, RecordError};
+
+/// The outcome for one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The record to store, `None` when the changes changed nothing.
+    pub stored: Option<Map<String, Value>>,
+    /// Fields this device wrote that a newer remote value overwrote (values as stored).
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Applies `changes` (all of one record, in server order) to its stored form. `own_node` is
+/// this device's HLC node: a conflict is reported only where the overwritten value was
+/// written here (a remote value beating another remote value is no one's lost edit).
+pub fn merge_into(
+    stored: Option<Value>,
+    id: &str,
+    changes: &[&Change],
+    own_node: u64,
+) -> Result<Merged, RecordError> {
+    let (mut record, mut meta) = match stored {
+        Some(Value::Object(mut m)) => {
+            let meta = take_meta(&mut m)?;
+            (m, meta)
+        }
+        Some(_) => {
+            return Err(RecordError::InvalidRecord(
+                "stored record is not an object".into(),
+            ))
+        }
+        None => {
+            let mut m = Map::new();
+            m.insert(FIELD_ID.into(), Value::String(id.into()));
+            (m, Map::new())
+        }
+    };
+    let before = RecordState::from_record(&record, &meta)
+        .map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
+    let mut state = before.clone();
+    let mut conflicts: BTreeMap<String, Conflict> = BTreeMap::new();
+    for change in changes {
+        let (next, found) = merge::apply(state, change)
+            .map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
+        state = next;
+        for c in found {
+            let local = before.fields.get(&c.field);
+            let ours = local.is_some_and(|l| l.at.node == own_node && l.at.to_string() == c.local_at);
+            if ours {
+                conflicts.insert(c.field.clone(), c);
+            }
+        }
+    }
+    // A later change of the same page may have moved the field on again: report the final
+    // server value, and only if the local value really lost.
+    let conflicts = conflicts
+        .into_values()
+        .filter_map(|mut c| {
+            let now = state.fields.get(&c.field)?;
+            if now.value == c.was_local {
+                return None;
+            }
+            c.now_server = now.value.clone();
+            c.server_at = now.at.to_string();
+            Some(c)
+        })
+        .collect();
+    let mut changed = false;
+    for (name, f) in &state.fields {
+        if before.fields.get(name) != Some(f) {
+            record.insert(name.clone(), f.value.clone());
+            meta.insert(name.clone(), meta_entry(f.at, f.actor.as_ref()));
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(Merged {
+            stored: None,
+            conflicts,
+        });
+    }
+    store_meta(&mut record, &meta);
+    Ok(Merged {
+        stored: Some(record),
+        conflicts,
+    })
+}
+
+/// The greatest timestamp among `changes` (the clock observes it, so that a later local
+/// write beats what was pulled).
+pub fn max_hlc(changes: &[Change]) -> Option<Hlc> {
+    changes
+        .iter()
+        .filter_map(|c| merge::field_writes(c).ok())
+        .flat_map(|w| w.into_iter().map(|(_, f)| f.at))
+        .max()
+}
+
+/// Groups a page's changes by record, keeping server order within a record and the order in
+/// which records first appear.
+pub fn by_record(changes: &[Change]) -> Vec<(&str, &str, Vec<&Change>)> {
+    let mut index: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut out: Vec<(&str, &str, Vec<&Change>)> = Vec::new();
+    for c in changes {
+        let key = (c.table.as_str(), c.id.as_str());
+        match index.get(&key) {
+            Some(&i) => out[i].2.push(c),
+            None => {
+                index.insert(key, out.len());
+                out.push((key.0, key.1, vec![c]));
+            }
+        }
+    }
+    out
+}

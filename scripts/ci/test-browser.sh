@@ -1,8 +1,27 @@
 #!/usr/bin/env bash
 # The wasm library in headless Chromium (wasm-bindgen-test-runner drives /usr/bin/chromedriver),
-# then a type-check of a small app against the generated TypeScript declarations.
+# then a type-check of a small app against the generated TypeScript declarations. The sync
+# suites talk to a real mana-sync-server (--dev, SQLite in a temp dir) behind
+# tests/support/sync_harness.mjs, started here on free ports and stopped on exit; its URLs
+# reach the tests at compile time (MANA_SYNC_URL, MANA_SYNC_CONTROL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+cargo build -p mana-sync-server --bin mana-sync-server
+out=$(mktemp)
+node tests/support/sync_harness.mjs target/debug/mana-sync-server >"$out" &
+harness=$!
+trap 'kill $harness 2>/dev/null || true; wait $harness 2>/dev/null || true; rm -f "$out"' EXIT
+for _ in $(seq 100); do
+  grep -q '^CONTROL_URL=' "$out" && break
+  kill -0 $harness 2>/dev/null || { echo "sync harness exited" >&2; exit 1; }
+  sleep 0.1
+done
+MANA_SYNC_URL=$(sed -n 's/^SYNC_URL=//p' "$out")
+MANA_SYNC_CONTROL=$(sed -n 's/^CONTROL_URL=//p' "$out")
+export MANA_SYNC_URL MANA_SYNC_CONTROL
+echo "sync harness: server $MANA_SYNC_URL, control $MANA_SYNC_CONTROL"
+
 wasm-pack test --headless --chrome
 wasm-pack build --dev --target web --out-dir pkg
 tools/node_modules/.bin/tsc -p tests/ts

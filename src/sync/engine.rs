@@ -82,6 +82,8 @@ pub enum Input {
     Token(Option<String>),
     /// The answer to [`Effect::ReadPending`]: every pending row, in queue order.
     Pending(Vec<PendingRow>),
+    /// Reading the local store for the round failed.
+    LocalFailed(SyncError),
     /// The answer to an [`Effect::Http`]; `Err` = the request did not get an answer.
     Http {
         id: u64,
@@ -305,6 +307,11 @@ impl SyncEngine {
             }
             Input::Token(token) => self.on_token(token, now),
             Input::Pending(rows) => self.on_pending(rows, now),
+            Input::LocalFailed(err) => {
+                if self.round.is_some() {
+                    self.end_round(now, Err(err));
+                }
+            }
             Input::Http { id, answer } => self.on_http(id, answer, now),
             Input::Applied { id, result } => self.on_applied(id, result, now),
             Input::WsOpened => self.on_ws_opened(),

@@ -117,6 +117,41 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Puts `value` under an out-of-line `key` (the pending queue's rows).
+    pub fn put_at(&self, store: &str, value: &JsValue, key: f64) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        s.put_with_key(value, &JsValue::from_f64(key))
+            .map_err(|e| self.abort_with(e))?;
+        Ok(())
+    }
+
+    pub fn delete(&self, store: &str, key: f64) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        s.delete(&JsValue::from_f64(key))
+            .map_err(|e| self.abort_with(e))?;
+        Ok(())
+    }
+
+    /// Reads many records inside this transaction: every `get` is issued at once and only the
+    /// last is awaited (a transaction's requests complete in order). `undefined` where absent.
+    pub async fn get_many(&self, store: &str, keys: &[&str]) -> Result<Array, JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        let mut reqs = Vec::with_capacity(keys.len());
+        for key in keys {
+            reqs.push(
+                s.get(&JsValue::from_str(key))
+                    .map_err(|e| self.abort_with(e))?,
+            );
+        }
+        if let Some(last) = reqs.last() {
+            let done = on_settled(last);
+            settled(last, done).await.map_err(|e| self.cause(e))?;
+        }
+        reqs.iter()
+            .map(|r| r.result().map_err(dom_error))
+            .collect()
+    }
+
     /// Reads inside this transaction, so that a read-modify-write is one step: a writer that
     /// starts meanwhile waits for this transaction and then reads what it wrote. Keep issuing
     /// requests right after it returns (no other await), or the transaction ends.
@@ -259,4 +294,25 @@ impl ChunkedRead {
         }
         Ok(if rows.length() == 0 { None } else { Some(rows) })
     }
+}
+
+/// Every key and value of a store (in key order), read in one readonly transaction.
+pub async fn read_all_with_keys(
+    db: &IdbDatabase,
+    store: &str,
+) -> Result<(Array, Array), JsCodedError> {
+    let tx = db
+        .transaction_with_str_and_mode(store, web_sys::IdbTransactionMode::Readonly)
+        .map_err(dom_error)?;
+    let s = tx.object_store(store).map_err(dom_error)?;
+    let keys = s.get_all_keys().map_err(dom_error)?;
+    let values = s.get_all().map_err(dom_error)?;
+    let keys_done = on_settled(&keys);
+    let values_done = on_settled(&values);
+    settled(&keys, keys_done).await?;
+    settled(&values, values_done).await?;
+    Ok((
+        keys.result().map_err(dom_error)?.unchecked_into(),
+        values.result().map_err(dom_error)?.unchecked_into(),
+    ))
 }

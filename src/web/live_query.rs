@@ -13,58 +13,6 @@ use super::json::parse;
 use super::query::ListQuery;
 use super::store::StoreInner;
 
-struct Subscriber {
-    id: u32,
-    collection: String,
-    rerun: Rc<dyn Fn()>,
-}
-
-/// The subscribers of a store, notified after each committed write.
-#[derive(Default)]
-pub struct Listeners {
-    subs: RefCell<Vec<Subscriber>>,
-    next_id: Cell<u32>,
-}
-
-impl Listeners {
-    fn add(&self, collection: String, rerun: Rc<dyn Fn()>) -> u32 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        self.subs.borrow_mut().push(Subscriber {
-            id,
-            collection,
-            rerun,
-        });
-        id
-    }
-
-    fn remove(&self, id: u32) {
-        self.subs.borrow_mut().retain(|s| s.id != id);
-    }
-
-    /// Re-runs every live query (the vault was locked or unlocked).
-    pub fn notify_all(&self) {
-        let reruns: Vec<_> = self.subs.borrow().iter().map(|s| s.rerun.clone()).collect();
-        for rerun in reruns {
-            rerun();
-        }
-    }
-
-    /// Re-runs every live query of `collection`.
-    pub fn notify(&self, collection: &str) {
-        let reruns: Vec<_> = self
-            .subs
-            .borrow()
-            .iter()
-            .filter(|s| s.collection == collection)
-            .map(|s| s.rerun.clone())
-            .collect();
-        for rerun in reruns {
-            rerun();
-        }
-    }
-}
-
 #[wasm_bindgen]
 pub struct LiveQuery {
     store: Rc<StoreInner>,

@@ -19,7 +19,8 @@ use super::error::JsCodedError;
 use super::idb::{self, META, PENDING};
 use super::idb_write::{open_raw, WriteTx};
 use super::json::{from_js, parse, to_js};
-use super::live_query::{Listeners, LiveQuery};
+use super::listeners::Listeners;
+use super::live_query::LiveQuery;
 use super::query::ListQuery;
 use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
@@ -138,6 +139,7 @@ impl StoreInner {
         for collection in &written {
             self.changed(collection);
         }
+        self.listeners.local_write();
         Ok(())
     }
 
@@ -153,7 +155,7 @@ impl StoreInner {
     }
 
     /// After a commit: re-run this store's live queries and tell the other tabs.
-    fn changed(&self, collection: &str) {
+    pub(crate) fn changed(&self, collection: &str) {
         self.listeners.notify(collection);
         if let Some(tabs) = self.tabs.borrow().as_ref() {
             tabs.announce(collection);
@@ -662,6 +664,16 @@ impl ManaStore {
             }
             Ok(JsValue::UNDEFINED)
         })
+    }
+
+    /// Syncs this store with mana-sync-server (see `ManaSync`). Nothing happens until
+    /// `start()` or `syncNow()`.
+    pub fn sync(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions")] options: JsValue,
+    ) -> Result<super::sync_handle::ManaSync, JsValue> {
+        let options = super::sync_handle::parse_options(&self.inner, &options)?;
+        Ok(super::sync_handle::ManaSync::new(self.inner.clone(), options)?)
     }
 
     #[doc(hidden)]

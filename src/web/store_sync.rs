@@ -1,0 +1,171 @@
+//! The store's side of sync: the few narrow methods the sync driver calls. Applying a server
+//! answer is one readwrite transaction over the records it touches, the pending rows it
+//! acknowledges, the cursors it advances and the clock — all or nothing — and it takes the
+//! store's write turn like every local write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::error::JsCodedError;
+use super::idb::{META, PENDING, SYNC_META};
+use super::idb_write::{read_all_with_keys, WriteTx};
+use super::json::{from_js, parse, to_js};
+use super::store::StoreInner;
+use crate::crypto::is_encrypted;
+use crate::protocol::{Change, Conflict};
+use crate::sync::apply::{by_record, max_hlc, merge_into};
+use crate::sync::{Apply, PendingRow, RowEdit};
+
+type JsResult<T> = Result<T, JsCodedError>;
+
+/// What an applied answer changed, for the app's `change` and `conflict` events.
+pub(crate) struct Applied {
+    /// Values decrypted where the vault allows.
+    pub conflicts: Vec<Conflict>,
+    /// Collection → ids of the records written.
+    pub changed: Vec<(String, Vec<String>)>,
+}
+
+fn internal(e: impl std::fmt::Display) -> JsCodedError {
+    JsCodedError::new("internal", e.to_string())
+}
+
+fn cursor_key(app: &str, collection: &str) -> String {
+    format!("{app}/{collection}")
+}
+
+impl StoreInner {
+    /// Every pending row, in queue order.
+    pub(crate) async fn read_pending(&self) -> JsResult<Vec<PendingRow>> {
+        let (keys, values) = read_all_with_keys(&self.raw()?, PENDING).await?;
+        let mut rows = Vec::with_capacity(values.length() as usize);
+        for (key, row) in keys.iter().zip(values.iter()) {
+            let key = key
+                .as_f64()
+                .ok_or_else(|| internal("a pending row without a numeric key"))?;
+            let changes = js_sys::Reflect::get(&row, &"changes".into()).map_err(|_| internal("pending row"))?;
+            // JSON text since the row layout of docs/client.md; arrays before it.
+            let changes: Vec<Change> = match changes.as_string() {
+                Some(text) => serde_json::from_str(&text).map_err(internal)?,
+                None => from_js(&changes, "internal")?,
+            };
+            rows.push(PendingRow {
+                key: key as u64,
+                changes,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// The stored cursor of every (app, collection) pulled before.
+    pub(crate) async fn read_cursors(&self) -> JsResult<BTreeMap<(String, String), String>> {
+        let (_, values) = read_all_with_keys(&self.raw()?, SYNC_META).await?;
+        let rows: Vec<Value> = from_js(&values.into(), "internal")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                Some(((s("appId")?, s("collection")?), s("cursor")?))
+            })
+            .collect())
+    }
+
+    /// Applies a push or pull answer in one transaction (see the module doc), then tells live
+    /// queries and other tabs.
+    pub(crate) async fn apply_remote(&self, apply: &Apply) -> JsResult<Applied> {
+        let _turn = self.write_turn().await;
+        let groups = by_record(&apply.changes);
+        let collections: BTreeSet<&str> = groups.iter().map(|g| g.0).collect();
+        let mut stores: Vec<&str> = collections.iter().copied().collect();
+        stores.extend([PENDING, SYNC_META, META]);
+        let tx = WriteTx::begin(&self.raw()?, &stores)?;
+        let own_node = self.clock.borrow().node();
+        let mut conflicts = Vec::new();
+        let mut changed = Vec::new();
+        for collection in collections {
+            let records: Vec<_> = groups.iter().filter(|g| g.0 == collection).collect();
+            let keys: Vec<&str> = records.iter().map(|g| g.1).collect();
+            let stored = tx.get_many(collection, &keys).await?;
+            // `undefined` (absent) becomes `null` in the array's JSON.
+            let stored: Vec<Option<Value>> = from_js(&stored.into(), "internal")?;
+            let mut puts = Vec::new();
+            let mut ids = Vec::new();
+            for ((_, id, changes), stored) in records.iter().zip(stored) {
+                let merged = merge_into(stored, id, changes, own_node)?;
+                conflicts.extend(merged.conflicts);
+                if let Some(record) = merged.stored {
+                    puts.push(record);
+                    ids.push((*id).to_owned());
+                }
+            }
+            if !puts.is_empty() {
+                let array = parse(&serde_json::to_string(&puts).map_err(internal)?)?;
+                tx.put_all(collection, &array.into())?;
+                changed.push((collection.to_owned(), ids));
+            }
+        }
+        for edit in &apply.pending {
+            match edit {
+                RowEdit::Delete(key) => tx.delete(PENDING, *key as f64)?,
+                RowEdit::Replace { key, changes } => {
+                    let row = js_sys::Object::new();
+                    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
+                    let text = serde_json::to_string(changes).map_err(internal)?;
+                    set("count", (changes.len() as u32).into())
+                        .and_then(|_| set("createdAt", js_sys::Date::now().into()))
+                        .and_then(|_| set("changes", text.into()))
+                        .map_err(|_| internal("building a pending row"))?;
+                    tx.put_at(PENDING, &row, *key as f64)?;
+                }
+            }
+        }
+        for (collection, cursor) in &apply.cursors {
+            let row = json!({"key": cursor_key(&apply.app, collection), "appId": apply.app,
+                             "collection": collection, "cursor": cursor});
+            tx.put(SYNC_META, &to_js(&row)?)?;
+        }
+        if let Some(at) = max_hlc(&apply.changes) {
+            // A later local write must beat what was pulled.
+            self.clock.borrow_mut().observe(&at);
+        }
+        let clock = json!({"key": "clock", "value": self.clock.borrow().last().to_string()});
+        tx.put(META, &to_js(&clock)?)?;
+        tx.commit().await?;
+        for (collection, _) in &changed {
+            self.changed(collection);
+        }
+        conflicts.extend(apply.conflicts.iter().cloned());
+        Ok(Applied {
+            conflicts: self.open_conflicts(conflicts),
+            changed,
+        })
+    }
+
+    /// One conflict per field, values decrypted (left as they are while the vault is locked);
+    /// two ciphertexts of one plaintext are no conflict.
+    fn open_conflicts(&self, conflicts: Vec<Conflict>) -> Vec<Conflict> {
+        let vault = self.vault.borrow();
+        let cipher = vault.cipher().ok();
+        let mut by_field: BTreeMap<(String, String, String), Conflict> = BTreeMap::new();
+        for mut c in conflicts {
+            if self.registry.is_encrypted_field(&c.collection, &c.field) {
+                if let Some(cipher) = cipher {
+                    for v in [&mut c.was_local, &mut c.now_server] {
+                        if is_encrypted(v) {
+                            if let Ok(plain) = cipher.decrypt(&c.collection, &c.id, &c.field, v) {
+                                *v = plain;
+                            }
+                        }
+                    }
+                }
+            }
+            if c.was_local != c.now_server {
+                by_field.insert((c.collection.clone(), c.id.clone(), c.field.clone()), c);
+            }
+        }
+        by_field.into_values().collect()
+    }
+}
+
+use wasm_bindgen::JsValue;

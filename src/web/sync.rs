@@ -1,0 +1,457 @@
+//! The sync engine's browser driver: it runs the effects the pure engine (`crate::sync`)
+//! asks for — `token()`, gloo-net fetch, a WebSocket, IndexedDB through the store's narrow
+//! sync methods, one timer — and feeds their outcomes back as inputs. No decision is made
+//! here.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+
+use gloo_net::http::Request;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{MessageEvent, WebSocket};
+
+use super::error::JsCodedError;
+use super::json::to_js;
+use super::store::StoreInner;
+use crate::crypto::RandomPool;
+use crate::sync::answer::{parse_retry_after, HttpAnswer};
+use crate::sync::{
+    Apply, Effect, EngineConfig, HttpMethod, HttpRequest, Input, SplitMix64, SyncEngine,
+    SyncError, SyncStatus,
+};
+
+/// A request that got no answer in this long counts as a network failure.
+const REQUEST_TIMEOUT_MS: i32 = 30_000;
+
+/// What `store.sync(options)` was given.
+pub(crate) struct SyncOptions {
+    pub url: String,
+    pub token: js_sys::Function,
+    pub apps: BTreeMap<String, Vec<String>>,
+    pub live: bool,
+}
+
+/// App callbacks of `sync.on(event, fn)`.
+#[derive(Default)]
+struct Events {
+    next_id: Cell<u32>,
+    subs: RefCell<Vec<(u32, &'static str, js_sys::Function)>>,
+}
+
+impl Events {
+    fn add(&self, kind: &'static str, f: js_sys::Function) -> u32 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.subs.borrow_mut().push((id, kind, f));
+        id
+    }
+
+    fn remove(&self, id: u32) {
+        self.subs.borrow_mut().retain(|(i, _, _)| *i != id);
+    }
+
+    fn emit(&self, kind: &str, value: &JsValue) {
+        let fns: Vec<_> = self
+            .subs
+            .borrow()
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(_, _, f)| f.clone())
+            .collect();
+        for f in fns {
+            // An app callback that throws must not stop sync.
+            let _ = f.call1(&JsValue::NULL, value);
+        }
+    }
+}
+
+struct Socket {
+    ws: WebSocket,
+    _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+pub(crate) struct Driver {
+    me: Weak<Driver>,
+    store: Rc<StoreInner>,
+    base_url: String,
+    token: js_sys::Function,
+    /// `None` until the stored cursors are read; inputs wait in `queued` meanwhile.
+    engine: RefCell<Option<SyncEngine>>,
+    queued: RefCell<Vec<Input>>,
+    status: Cell<SyncStatus>,
+    events: Events,
+    waiters: RefCell<BTreeMap<u64, (js_sys::Function, js_sys::Function)>>,
+    next_waiter: Cell<u64>,
+    timer: RefCell<Option<(JsValue, Closure<dyn FnMut()>)>>,
+    socket: RefCell<Option<Socket>>,
+    _online: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn global_fn(name: &str) -> Option<js_sys::Function> {
+    js_sys::Reflect::get(&js_sys::global(), &name.into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+}
+
+impl Driver {
+    pub fn new(store: Rc<StoreInner>, options: SyncOptions) -> Result<Rc<Driver>, JsCodedError> {
+        let seed: [u8; 8] = RandomPool::default().array()?;
+        let config = EngineConfig {
+            live: options.live,
+            ..EngineConfig::new(&store.client_id, store.config.schema_version, options.apps)
+        };
+        let driver = Rc::new_cyclic(|me: &Weak<Driver>| {
+            let online = online_listeners(me);
+            Driver {
+                me: me.clone(),
+                store: store.clone(),
+                base_url: options.url.trim_end_matches('/').to_owned(),
+                token: options.token,
+                engine: RefCell::new(None),
+                queued: RefCell::new(Vec::new()),
+                status: Cell::new(SyncStatus::Local),
+                events: Events::default(),
+                waiters: RefCell::new(BTreeMap::new()),
+                next_waiter: Cell::new(1),
+                timer: RefCell::new(None),
+                socket: RefCell::new(None),
+                _online: online,
+            }
+        });
+        let weak = driver.me.clone();
+        store.listeners.on_local_write(Rc::new(move || {
+            if let Some(d) = weak.upgrade() {
+                d.feed(Input::LocalWrite);
+            }
+        }));
+        let weak = driver.me.clone();
+        spawn_local(async move {
+            let Some(d) = weak.upgrade() else { return };
+            let cursors = d.store.read_cursors().await.unwrap_or_default();
+            let rng = Box::new(SplitMix64(u64::from_le_bytes(seed)));
+            *d.engine.borrow_mut() = Some(SyncEngine::new(config, cursors, rng));
+            let queued = std::mem::take(&mut *d.queued.borrow_mut());
+            for input in queued {
+                d.feed(input);
+            }
+        });
+        Ok(driver)
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.status.get()
+    }
+
+    /// Hands one input to the engine, then runs what it asks for.
+    pub fn feed(&self, input: Input) {
+        {
+            let mut engine = self.engine.borrow_mut();
+            let Some(engine) = engine.as_mut() else {
+                self.queued.borrow_mut().push(input);
+                return;
+            };
+            engine.handle(input, now());
+        }
+        self.drain();
+    }
+
+    /// A `syncNow()` promise, settled by the engine's `Settled` effect.
+    pub fn sync_now(&self) -> js_sys::Promise {
+        let waiter = self.next_waiter.get();
+        self.next_waiter.set(waiter + 1);
+        let promise = js_sys::Promise::new(&mut |resolve, reject| {
+            self.waiters.borrow_mut().insert(waiter, (resolve, reject));
+        });
+        self.feed(Input::SyncNow { waiter });
+        promise
+    }
+
+    pub fn on(&self, kind: &'static str, f: js_sys::Function) -> JsValue {
+        let id = self.events.add(kind, f);
+        let me = self.me.clone();
+        Closure::once_into_js(move || {
+            if let Some(d) = me.upgrade() {
+                d.events.remove(id);
+            }
+        })
+    }
+
+    fn drain(&self) {
+        loop {
+            let effect = match self.engine.borrow_mut().as_mut() {
+                Some(engine) => engine.poll_effect(),
+                None => None,
+            };
+            let Some(effect) = effect else { break };
+            self.run(effect);
+        }
+        self.arm_timer();
+    }
+
+    fn run(&self, effect: Effect) {
+        match effect {
+            Effect::FetchToken { refresh } => self.fetch_token(refresh),
+            Effect::ReadPending => {
+                let me = self.me.clone();
+                spawn_local(async move {
+                    let Some(d) = me.upgrade() else { return };
+                    let input = match d.store.read_pending().await {
+                        Ok(rows) => Input::Pending(rows),
+                        Err(e) => Input::LocalFailed(local_error(e)),
+                    };
+                    d.feed(input);
+                });
+            }
+            Effect::Http(req) => {
+                let me = self.me.clone();
+                let url = format!("{}{}", self.base_url, req.path);
+                spawn_local(async move {
+                    let id = req.id;
+                    let answer = send(&url, req).await;
+                    if let Some(d) = me.upgrade() {
+                        d.feed(Input::Http { id, answer });
+                    }
+                });
+            }
+            Effect::Apply(apply) => self.apply(apply),
+            Effect::WsOpen => self.open_socket(),
+            Effect::WsSend(text) => {
+                if let Some(s) = self.socket.borrow().as_ref() {
+                    let _ = s.ws.send_with_str(&text);
+                }
+            }
+            Effect::WsClose => self.close_socket(),
+            Effect::Status(status) => {
+                self.status.set(status);
+                self.events.emit("status", &JsValue::from_str(status.as_str()));
+            }
+            Effect::Settled { waiter, result } => {
+                let Some((resolve, reject)) = self.waiters.borrow_mut().remove(&waiter) else {
+                    return;
+                };
+                let _ = match result {
+                    Ok(()) => resolve.call0(&JsValue::NULL),
+                    Err(e) => {
+                        let err: JsValue = JsCodedError::new(e.code(), e.to_string()).into();
+                        reject.call1(&JsValue::NULL, &err)
+                    }
+                };
+            }
+        }
+    }
+
+    fn fetch_token(&self, refresh: bool) {
+        let me = self.me.clone();
+        let token_fn = self.token.clone();
+        spawn_local(async move {
+            // A throwing or rejecting `token()` counts as "no token".
+            let token = match token_fn.call1(&JsValue::NULL, &JsValue::from_bool(refresh)) {
+                Ok(v) => JsFuture::from(js_sys::Promise::resolve(&v))
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_string()),
+                Err(_) => None,
+            };
+            if let Some(d) = me.upgrade() {
+                d.feed(Input::Token(token));
+            }
+        });
+    }
+
+    fn apply(&self, apply: Apply) {
+        let me = self.me.clone();
+        spawn_local(async move {
+            let Some(d) = me.upgrade() else { return };
+            let id = apply.id;
+            match d.store.apply_remote(&apply).await {
+                Ok(applied) => {
+                    // Events first: an app that calls stop() from one stops before the next
+                    // request.
+                    for c in &applied.conflicts {
+                        if let Ok(v) = to_js(c) {
+                            d.events.emit("conflict", &v);
+                        }
+                    }
+                    for (collection, ids) in &applied.changed {
+                        let ev = serde_json::json!({"collection": collection, "ids": ids});
+                        if let Ok(v) = to_js(&ev) {
+                            d.events.emit("change", &v);
+                        }
+                    }
+                    d.feed(Input::Applied { id, result: Ok(()) });
+                }
+                Err(e) => d.feed(Input::Applied {
+                    id,
+                    result: Err(local_error(e)),
+                }),
+            }
+        });
+    }
+
+    fn open_socket(&self) {
+        self.close_socket();
+        let url = format!("{}/ws", ws_base(&self.base_url));
+        let ws = match WebSocket::new(&url) {
+            Ok(ws) => ws,
+            Err(_) => {
+                // Asynchronously, like a real close: never re-enter the engine from its effect.
+                let me = self.me.clone();
+                spawn_local(async move {
+                    if let Some(d) = me.upgrade() {
+                        d.feed(Input::WsClosed);
+                    }
+                });
+                return;
+            }
+        };
+        let handler = |make: fn(JsValue) -> Option<Input>| {
+            let me = self.me.clone();
+            Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+                if let (Some(d), Some(input)) = (me.upgrade(), make(e)) {
+                    d.feed(input);
+                }
+            })
+        };
+        let on_open = handler(|_| Some(Input::WsOpened));
+        let on_message = handler(|e| {
+            let text = e.dyn_into::<MessageEvent>().ok()?.data().as_string()?;
+            Some(Input::WsMessage(text))
+        });
+        let on_close = handler(|_| Some(Input::WsClosed));
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        *self.socket.borrow_mut() = Some(Socket {
+            ws,
+            _handlers: vec![on_open, on_message, on_close],
+        });
+    }
+
+    fn close_socket(&self) {
+        if let Some(s) = self.socket.borrow_mut().take() {
+            s.ws.set_onopen(None);
+            s.ws.set_onmessage(None);
+            s.ws.set_onclose(None);
+            let _ = s.ws.close();
+        }
+    }
+
+    /// One timer, at the engine's earliest deadline.
+    fn arm_timer(&self) {
+        if let Some((handle, _)) = self.timer.borrow_mut().take() {
+            if let Some(clear) = global_fn("clearTimeout") {
+                let _ = clear.call1(&JsValue::NULL, &handle);
+            }
+        }
+        let deadline = self.engine.borrow().as_ref().and_then(|e| e.poll_timeout());
+        let (Some(deadline), Some(set)) = (deadline, global_fn("setTimeout")) else {
+            return;
+        };
+        let delay = deadline.saturating_sub(now()) as f64;
+        let me = self.me.clone();
+        let fire = Closure::<dyn FnMut()>::new(move || {
+            let Some(d) = me.upgrade() else { return };
+            d.timer.borrow_mut().take();
+            if let Some(engine) = d.engine.borrow_mut().as_mut() {
+                engine.handle_timeout(now());
+            }
+            d.drain();
+        });
+        if let Ok(handle) = set.call2(&JsValue::NULL, fire.as_ref(), &delay.into()) {
+            *self.timer.borrow_mut() = Some((handle, fire));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.close_socket();
+    }
+}
+
+fn local_error(e: JsCodedError) -> SyncError {
+    SyncError::Local {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+fn ws_base(http: &str) -> String {
+    match http.strip_prefix("http") {
+        Some(rest) => format!("ws{rest}"),
+        None => http.to_owned(),
+    }
+}
+
+/// The window's `online` / `offline` events (none in a worker).
+fn online_listeners(me: &Weak<Driver>) -> Vec<Closure<dyn FnMut(JsValue)>> {
+    let Some(window) = web_sys::window() else {
+        return Vec::new();
+    };
+    [("online", true), ("offline", false)]
+        .into_iter()
+        .map(|(name, online)| {
+            let me = me.clone();
+            let f = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+                if let Some(d) = me.upgrade() {
+                    d.feed(Input::Online(online));
+                }
+            });
+            let _ = window.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
+            f
+        })
+        .collect()
+}
+
+/// Sends one request with gloo-net; `Err` when no answer came (network, CORS, timeout).
+async fn send(url: &str, req: HttpRequest) -> Result<HttpAnswer, String> {
+    let controller = web_sys::AbortController::new().map_err(|_| "AbortController".to_owned())?;
+    let abort = Closure::once({
+        let controller = controller.clone();
+        move || controller.abort()
+    });
+    let timer = global_fn("setTimeout").and_then(|set| {
+        set.call2(&JsValue::NULL, abort.as_ref(), &REQUEST_TIMEOUT_MS.into())
+            .ok()
+    });
+    let builder = match req.method {
+        HttpMethod::Get => Request::get(url),
+        HttpMethod::Post => Request::post(url),
+    }
+    .query(req.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .header("Authorization", &format!("Bearer {}", req.token))
+    .abort_signal(Some(&controller.signal()));
+    let request = match req.body {
+        Some(body) => builder
+            .header("Content-Type", "application/json")
+            .body(body),
+        None => builder.build(),
+    }
+    .map_err(|e| e.to_string())?;
+    let result = async {
+        let resp = request.send().await.map_err(|e| e.to_string())?;
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|h| parse_retry_after(&h));
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        Ok(HttpAnswer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+    .await;
+    if let (Some(handle), Some(clear)) = (timer, global_fn("clearTimeout")) {
+        let _ = clear.call1(&JsValue::NULL, &handle);
+    }
+    result
+}

@@ -1,0 +1,139 @@
+//! `ManaSync`: the handle `store.sync(options)` returns (DESIGN §7).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::error::JsCodedError;
+use super::store::StoreInner;
+use super::sync::{Driver, SyncOptions};
+use crate::sync::Input;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_SYNC: &'static str = r#"
+export type SyncStatus = "local" | "syncing" | "synced" | "offline" | "auth-required" | "payment-required" | "error";
+export interface SyncOptions {
+  /** Base URL of mana-sync-server, e.g. `https://sync.example.com`. */
+  url: string;
+  /** The user's bearer token, or `null` when signed out (status `local`). Called again with
+   * `refresh = true` after the server refused the last one. */
+  token: (refresh?: boolean) => Promise<string | null> | string | null;
+  /** Apps to sync (default: every app of the store). */
+  apps?: string[];
+  /** Keep a WebSocket open for live updates (default true). */
+  live?: boolean;
+}
+/** A field this device wrote that a newer remote write overwrote; values decrypted. */
+export interface SyncConflict extends Conflict {}
+/** Records written by an applied server answer. */
+export interface SyncChange { collection: string; ids: string[] }
+"#;
+
+fn invalid(message: impl Into<String>) -> JsCodedError {
+    JsCodedError::new("invalid_options", message)
+}
+
+/// Reads `store.sync(options)`: `token` is a function, so it is read by hand, not as JSON.
+pub(crate) fn parse_options(store: &StoreInner, options: &JsValue) -> Result<SyncOptions, JsCodedError> {
+    let get = |k: &str| js_sys::Reflect::get(options, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let url = get("url")
+        .as_string()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or_else(|| invalid("sync: url must be an http(s) URL"))?;
+    let token: js_sys::Function = get("token")
+        .dyn_into()
+        .map_err(|_| invalid("sync: token must be a function returning the bearer token"))?;
+    let all: BTreeMap<String, Vec<String>> = store
+        .config
+        .apps
+        .iter()
+        .map(|(app, cfg)| (app.clone(), cfg.collections.keys().cloned().collect()))
+        .collect();
+    let apps_value = get("apps");
+    let apps = if apps_value.is_undefined() || apps_value.is_null() {
+        all
+    } else {
+        let names: Vec<String> = super::json::from_js(&apps_value, "invalid_options")?;
+        let mut chosen = BTreeMap::new();
+        for name in names {
+            let collections = all
+                .get(&name)
+                .ok_or_else(|| invalid(format!("sync: unknown app {name:?}")))?;
+            chosen.insert(name, collections.clone());
+        }
+        chosen
+    };
+    let live = get("live").as_bool().unwrap_or(true);
+    Ok(SyncOptions {
+        url,
+        token,
+        apps,
+        live,
+    })
+}
+
+/// Syncs a store with mana-sync-server. Create with `store.sync(options)`.
+#[wasm_bindgen]
+pub struct ManaSync {
+    driver: Rc<Driver>,
+}
+
+impl ManaSync {
+    pub(crate) fn new(store: Rc<StoreInner>, options: SyncOptions) -> Result<ManaSync, JsCodedError> {
+        Ok(ManaSync {
+            driver: Driver::new(store, options)?,
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl ManaSync {
+    /// Syncs automatically from now on: pushes shortly after every write, listens for remote
+    /// changes, retries with backoff, resumes at once when the browser is back online.
+    pub fn start(&self) {
+        self.driver.feed(Input::Start);
+    }
+
+    /// Stops automatic sync (the answer in flight is still applied). Pending changes stay.
+    pub fn stop(&self) {
+        self.driver.feed(Input::Stop);
+    }
+
+    /// Resolves once everything pending at the call is acknowledged and every collection was
+    /// pulled to the end; rejects with a coded `Error` (`network`, `unauthorized`, …).
+    #[wasm_bindgen(js_name = syncNow, unchecked_return_type = "Promise<void>")]
+    pub fn sync_now(&self) -> js_sys::Promise {
+        self.driver.sync_now()
+    }
+
+    #[wasm_bindgen(getter, unchecked_return_type = "SyncStatus")]
+    pub fn status(&self) -> String {
+        self.driver.status().as_str().to_owned()
+    }
+
+    /// Whether this tab runs the network side of sync (every tab does until multi-tab
+    /// leadership lands).
+    #[wasm_bindgen(getter, js_name = isLeader)]
+    pub fn is_leader(&self) -> bool {
+        true
+    }
+
+    /// Subscribes to `"status"` (the new status), `"conflict"` (`SyncConflict`) or `"change"`
+    /// (`SyncChange`). Returns the unsubscribe function.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "\"status\" | \"conflict\" | \"change\"")] event: String,
+        #[wasm_bindgen(unchecked_param_type = "(value: any) => void")] callback: js_sys::Function,
+    ) -> Result<JsValue, JsValue> {
+        let kind = match event.as_str() {
+            "status" => "status",
+            "conflict" => "conflict",
+            "change" => "change",
+            other => return Err(invalid(format!("unknown sync event {other:?}")).into()),
+        };
+        Ok(self.driver.on(kind, callback))
+    }
+}

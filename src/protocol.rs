@@ -312,10 +312,15 @@ pub enum WsClientFrame {
 pub enum WsServerFrame {
     /// The subscription is live: every later push concerning the user is announced.
     #[serde(rename_all = "camelCase")]
-    AuthOk { user_id: String },
+    AuthOk {
+        user_id: String,
+    },
     /// Another client pushed changes to `table` of `appId`: pull it.
     #[serde(rename_all = "camelCase")]
-    SyncAvailable { app_id: String, table: String },
+    SyncAvailable {
+        app_id: String,
+        table: String,
+    },
     Pong,
     /// The socket is refused or ends (e.g. `unauthorized`, then close code 4401).
     Error {

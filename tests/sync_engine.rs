@@ -28,7 +28,10 @@ struct Sim {
 
 fn apps() -> BTreeMap<String, Vec<String>> {
     BTreeMap::from([
-        ("notes".to_string(), vec!["notes".to_string(), "tags".to_string()]),
+        (
+            "notes".to_string(),
+            vec!["notes".to_string(), "tags".to_string()],
+        ),
         ("todo".to_string(), vec!["tasks".to_string()]),
     ])
 }
@@ -68,7 +71,8 @@ fn rows(table: &str, sizes: &[usize]) -> Vec<PendingRow> {
 }
 
 fn page(cursor: &str, has_more: bool) -> String {
-    json!({"serverChanges": [], "conflicts": [], "syncedUntil": cursor, "hasMore": has_more}).to_string()
+    json!({"serverChanges": [], "conflicts": [], "syncedUntil": cursor, "hasMore": has_more})
+        .to_string()
 }
 
 impl Sim {
@@ -166,8 +170,14 @@ impl Sim {
 
     /// Answers every pull with an empty last page until the round ends.
     fn finish_pulls(&mut self) {
-        while let Some(i) = self.effects.iter().position(|e| matches!(e, Effect::Http(_))) {
-            let Effect::Http(req) = self.effects.remove(i) else { unreachable!() };
+        while let Some(i) = self
+            .effects
+            .iter()
+            .position(|e| matches!(e, Effect::Http(_)))
+        {
+            let Effect::Http(req) = self.effects.remove(i) else {
+                unreachable!()
+            };
             assert_eq!(req.method, HttpMethod::Get, "{req:?}");
             self.answer(&req, 200, &page("9", false));
             self.apply_ok();
@@ -190,13 +200,21 @@ fn a_round_pushes_in_batches_per_app_then_pulls_every_collection() {
     for expected in [500, 500, 200, 3] {
         let req = s.http();
         let body: Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
-        assert_eq!(body["changes"].as_array().unwrap().len(), expected, "{}", req.path);
+        assert_eq!(
+            body["changes"].as_array().unwrap().len(),
+            expected,
+            "{}",
+            req.path
+        );
         assert_eq!(body["clientId"], "client-1");
         pushed.push(req.path.clone());
         s.answer(&req, 200, &page("5", false));
         edits.extend(s.apply_ok().pending);
     }
-    assert_eq!(pushed, ["/sync/notes", "/sync/notes", "/sync/notes", "/sync/todo"]);
+    assert_eq!(
+        pushed,
+        ["/sync/notes", "/sync/notes", "/sync/notes", "/sync/todo"]
+    );
     assert!(matches!(&edits[0], RowEdit::Replace { key: 1, changes } if changes.len() == 200));
     assert_eq!(edits[1], RowEdit::Delete(1));
     assert!(matches!(&edits[2], RowEdit::Replace { key: 2, changes } if changes.len() == 200));
@@ -210,7 +228,11 @@ fn a_round_pushes_in_batches_per_app_then_pulls_every_collection() {
     }) {
         s.effects.retain(|e| !matches!(e, Effect::Http(_)));
         let q: BTreeMap<_, _> = req.query.iter().cloned().collect();
-        pulled.push((req.path.clone(), q["collection"].clone(), q.get("since").cloned()));
+        pulled.push((
+            req.path.clone(),
+            q["collection"].clone(),
+            q.get("since").cloned(),
+        ));
         s.answer(&req, 200, &page("6", false));
         s.apply_ok();
     }
@@ -237,14 +259,22 @@ fn a_pull_loops_while_has_more_and_a_cursor_moves_only_once_applied() {
         Effect::Apply(a) => Some(a.clone()),
         _ => None,
     });
-    assert_eq!(apply.cursors, [("notes".to_string(), "snapshot:9:1000".to_string())]);
-    assert!(s.engine.cursors().is_empty(), "not before the page is written");
+    assert_eq!(
+        apply.cursors,
+        [("notes".to_string(), "snapshot:9:1000".to_string())]
+    );
+    assert!(
+        s.engine.cursors().is_empty(),
+        "not before the page is written"
+    );
     s.input(Input::Applied {
         id: apply.id,
         result: Ok(()),
     });
     let next = s.http();
-    assert!(next.query.contains(&("since".into(), "snapshot:9:1000".into())));
+    assert!(next
+        .query
+        .contains(&("since".into(), "snapshot:9:1000".into())));
     // A failed write of a page: nothing moves, the round fails with the store's code.
     s.answer(&next, 200, &page("9", false));
     let apply = s.expect("apply", |e| match e {
@@ -258,7 +288,10 @@ fn a_pull_loops_while_has_more_and_a_cursor_moves_only_once_applied() {
             message: "full".into(),
         }),
     });
-    assert_eq!(s.engine.cursors().values().collect::<Vec<_>>(), ["snapshot:9:1000"]);
+    assert_eq!(
+        s.engine.cursors().values().collect::<Vec<_>>(),
+        ["snapshot:9:1000"]
+    );
     assert_eq!(s.engine.status(), SyncStatus::Error);
 }
 
@@ -274,13 +307,62 @@ fn answers_drive_the_status_machine() {
         retry_at_least: Option<u64>,
     }
     let cases = [
-        Case { status: 0, body: "", retry_after: None, then: SyncStatus::Offline, code: "network", retry_at_least: Some(0) },
-        Case { status: 402, body: r#"{"code":"payment_required","message":"x"}"#, retry_after: None, then: SyncStatus::PaymentRequired, code: "payment_required", retry_at_least: None },
-        Case { status: 422, body: r#"{"code":"schema_version_unsupported","message":"x"}"#, retry_after: None, then: SyncStatus::Error, code: "schema_version_unsupported", retry_at_least: Some(0) },
-        Case { status: 429, body: r#"{"code":"rate_limited","message":"x"}"#, retry_after: Some(5_000), then: SyncStatus::Error, code: "rate_limited", retry_at_least: Some(5_000) },
-        Case { status: 500, body: "oops", retry_after: None, then: SyncStatus::Error, code: "server_error", retry_at_least: Some(0) },
-        Case { status: 200, body: "{not json", retry_after: None, then: SyncStatus::Error, code: "protocol_error", retry_at_least: Some(0) },
-        Case { status: 400, body: r#"{"code":"missing_fields","message":"changes[0]"}"#, retry_after: None, then: SyncStatus::Error, code: "rejected", retry_at_least: Some(0) },
+        Case {
+            status: 0,
+            body: "",
+            retry_after: None,
+            then: SyncStatus::Offline,
+            code: "network",
+            retry_at_least: Some(0),
+        },
+        Case {
+            status: 402,
+            body: r#"{"code":"payment_required","message":"x"}"#,
+            retry_after: None,
+            then: SyncStatus::PaymentRequired,
+            code: "payment_required",
+            retry_at_least: None,
+        },
+        Case {
+            status: 422,
+            body: r#"{"code":"schema_version_unsupported","message":"x"}"#,
+            retry_after: None,
+            then: SyncStatus::Error,
+            code: "schema_version_unsupported",
+            retry_at_least: Some(0),
+        },
+        Case {
+            status: 429,
+            body: r#"{"code":"rate_limited","message":"x"}"#,
+            retry_after: Some(5_000),
+            then: SyncStatus::Error,
+            code: "rate_limited",
+            retry_at_least: Some(5_000),
+        },
+        Case {
+            status: 500,
+            body: "oops",
+            retry_after: None,
+            then: SyncStatus::Error,
+            code: "server_error",
+            retry_at_least: Some(0),
+        },
+        Case {
+            status: 200,
+            body: "{not json",
+            retry_after: None,
+            then: SyncStatus::Error,
+            code: "protocol_error",
+            retry_at_least: Some(0),
+        },
+        Case {
+            status: 400,
+            body: r#"{"code":"missing_fields","message":"changes[0]"}"#,
+            retry_after: None,
+            then: SyncStatus::Error,
+            code: "rejected",
+            retry_at_least: Some(0),
+        },
     ];
     for case in cases {
         let mut s = Sim::started(false);
@@ -289,16 +371,26 @@ fn answers_drive_the_status_machine() {
         s.input(Input::Pending(rows("notes", &[2])));
         let req = s.http();
         if case.status == 0 {
-            s.input(Input::Http { id: req.id, answer: Err("refused".into()) });
+            s.input(Input::Http {
+                id: req.id,
+                answer: Err("refused".into()),
+            });
         } else {
             s.input(Input::Http {
                 id: req.id,
-                answer: Ok(HttpAnswer { status: case.status, retry_after: case.retry_after, body: case.body.into() }),
+                answer: Ok(HttpAnswer {
+                    status: case.status,
+                    retry_after: case.retry_after,
+                    body: case.body.into(),
+                }),
             });
         }
         let label = format!("{} {}", case.status, case.body);
         assert_eq!(s.engine.status(), case.then, "{label}");
-        assert!(!s.effects.iter().any(|e| matches!(e, Effect::Apply(_))), "{label}: nothing applied");
+        assert!(
+            !s.effects.iter().any(|e| matches!(e, Effect::Apply(_))),
+            "{label}: nothing applied"
+        );
         let settled = s.expect("settled", |e| match e {
             Effect::Settled { waiter: 7, result } => Some(result.clone()),
             _ => None,
@@ -307,7 +399,10 @@ fn answers_drive_the_status_machine() {
         match case.retry_at_least {
             Some(min) => {
                 let at = s.engine.poll_timeout().expect(&label);
-                assert!(at >= s.now + min && at <= s.now + min.max(500), "{label}: retry at {at}");
+                assert!(
+                    at >= s.now + min && at <= s.now + min.max(500),
+                    "{label}: retry at {at}"
+                );
                 // The retry is a full round.
                 s.advance_to(at);
                 assert!(s.take().contains(&Effect::ReadPending), "{label}");
@@ -317,7 +412,10 @@ fn answers_drive_the_status_machine() {
                 s.input(Input::LocalWrite);
                 assert_eq!(s.engine.poll_timeout(), None, "{label}: writes wait");
                 s.input(Input::SyncNow { waiter: 8 });
-                assert!(s.take().contains(&Effect::ReadPending), "{label}: syncNow resumes");
+                assert!(
+                    s.take().contains(&Effect::ReadPending),
+                    "{label}: syncNow resumes"
+                );
             }
         }
     }
@@ -338,7 +436,10 @@ fn a_refused_token_is_refreshed_once_then_auth_is_required() {
     s.answer(&again, 401, r#"{"code":"unauthorized","message":"no"}"#);
     assert_eq!(s.engine.status(), SyncStatus::AuthRequired);
     assert_eq!(s.engine.poll_timeout(), None);
-    assert!(!s.effects.iter().any(|e| matches!(e, Effect::Http(_) | Effect::FetchToken { .. })));
+    assert!(!s
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Http(_) | Effect::FetchToken { .. })));
     // A fresh token and syncNow: works again.
     s.input(Input::SyncNow { waiter: 1 });
     assert!(s.take().contains(&Effect::FetchToken { refresh: false }));
@@ -348,7 +449,10 @@ fn a_refused_token_is_refreshed_once_then_auth_is_required() {
     s.answer(&req, 200, &page("1", false));
     s.apply_ok();
     s.finish_pulls();
-    assert!(s.take().contains(&Effect::Settled { waiter: 1, result: Ok(()) }));
+    assert!(s.take().contains(&Effect::Settled {
+        waiter: 1,
+        result: Ok(())
+    }));
 }
 
 #[test]
@@ -375,10 +479,14 @@ fn network_failures_back_off_exponentially_and_online_retries_at_once() {
     let mut s = Sim::started(false);
     let mut delays = Vec::new();
     for _ in 0..8 {
-        s.effects.retain(|e| !matches!(e, Effect::ReadPending | Effect::Status(_)));
+        s.effects
+            .retain(|e| !matches!(e, Effect::ReadPending | Effect::Status(_)));
         s.input(Input::Pending(vec![]));
         let req = s.http();
-        s.input(Input::Http { id: req.id, answer: Err("down".into()) });
+        s.input(Input::Http {
+            id: req.id,
+            answer: Err("down".into()),
+        });
         let at = s.engine.poll_timeout().unwrap();
         delays.push(at - s.now);
         s.advance_to(at);
@@ -389,7 +497,10 @@ fn network_failures_back_off_exponentially_and_online_retries_at_once() {
     s.effects.clear();
     s.input(Input::Pending(vec![]));
     let req = s.http();
-    s.input(Input::Http { id: req.id, answer: Err("down".into()) });
+    s.input(Input::Http {
+        id: req.id,
+        answer: Err("down".into()),
+    });
     s.input(Input::Online(false));
     assert_eq!(s.engine.status(), SyncStatus::Offline);
     s.effects.clear();
@@ -403,7 +514,10 @@ fn network_failures_back_off_exponentially_and_online_retries_at_once() {
     s.effects.clear();
     s.input(Input::Pending(vec![]));
     let req = s.http();
-    s.input(Input::Http { id: req.id, answer: Err("down".into()) });
+    s.input(Input::Http {
+        id: req.id,
+        answer: Err("down".into()),
+    });
     assert_eq!(s.engine.poll_timeout().unwrap() - s.now, 499);
 }
 
@@ -415,9 +529,20 @@ fn a_413_halves_the_batch_and_drops_nothing() {
     let mut sizes = Vec::new();
     let mut acked = 0;
     loop {
-        let Some(i) = s.effects.iter().position(|e| matches!(e, Effect::Http(r) if r.method == HttpMethod::Post)) else { break };
-        let Effect::Http(req) = s.effects.remove(i) else { unreachable!() };
-        let n = serde_json::from_str::<Value>(req.body.as_deref().unwrap()).unwrap()["changes"].as_array().unwrap().len();
+        let Some(i) = s
+            .effects
+            .iter()
+            .position(|e| matches!(e, Effect::Http(r) if r.method == HttpMethod::Post))
+        else {
+            break;
+        };
+        let Effect::Http(req) = s.effects.remove(i) else {
+            unreachable!()
+        };
+        let n = serde_json::from_str::<Value>(req.body.as_deref().unwrap()).unwrap()["changes"]
+            .as_array()
+            .unwrap()
+            .len();
         sizes.push(n);
         if n > 125 {
             s.answer(&req, 413, r#"{"code":"payload_too_large","message":"x"}"#);
@@ -450,7 +575,11 @@ fn writes_are_pushed_after_the_debounce_and_sync_now_waits_for_its_own_round() {
     s.input(Input::LocalWrite);
     s.now += 100;
     s.input(Input::LocalWrite);
-    assert_eq!(s.engine.poll_timeout(), Some(1_250), "the first write fixes the deadline");
+    assert_eq!(
+        s.engine.poll_timeout(),
+        Some(1_250),
+        "the first write fixes the deadline"
+    );
     s.advance_to(1_249);
     assert!(s.take().is_empty());
     s.advance_to(1_250);
@@ -461,11 +590,20 @@ fn writes_are_pushed_after_the_debounce_and_sync_now_waits_for_its_own_round() {
     let req = s.http();
     s.answer(&req, 200, &page("2", false));
     s.apply_ok();
-    assert!(!s.effects.iter().any(|e| matches!(e, Effect::Settled { .. })));
-    assert!(s.take().contains(&Effect::ReadPending), "the next round starts at once");
+    assert!(!s
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Settled { .. })));
+    assert!(
+        s.take().contains(&Effect::ReadPending),
+        "the next round starts at once"
+    );
     s.input(Input::Pending(vec![]));
     s.finish_pulls();
-    assert!(s.take().contains(&Effect::Settled { waiter: 5, result: Ok(()) }));
+    assert!(s.take().contains(&Effect::Settled {
+        waiter: 5,
+        result: Ok(())
+    }));
     assert_eq!(s.engine.status(), SyncStatus::Synced);
 }
 
@@ -482,12 +620,18 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
         serde_json::from_str::<Value>(&auth).unwrap(),
         json!({"type": "auth", "token": "tok", "clientId": "client-1"})
     );
-    s.input(Input::WsMessage(r#"{"type":"auth-ok","userId":"u"}"#.into()));
+    s.input(Input::WsMessage(
+        r#"{"type":"auth-ok","userId":"u"}"#.into(),
+    ));
     s.input(Input::Pending(vec![]));
     s.finish_pulls();
     s.take();
-    s.input(Input::WsMessage(r#"{"type":"sync-available","appId":"todo","table":"tasks"}"#.into()));
-    s.input(Input::WsMessage(r#"{"type":"sync-available","appId":"todo","table":"unknown"}"#.into()));
+    s.input(Input::WsMessage(
+        r#"{"type":"sync-available","appId":"todo","table":"tasks"}"#.into(),
+    ));
+    s.input(Input::WsMessage(
+        r#"{"type":"sync-available","appId":"todo","table":"unknown"}"#.into(),
+    ));
     s.input(Input::WsMessage("garbage".into()));
     assert!(s.take().contains(&Effect::ReadPending));
     s.input(Input::Pending(vec![]));
@@ -495,7 +639,10 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
     assert_eq!(req.path, "/sync/todo/pull");
     s.answer(&req, 200, &page("3", false));
     s.apply_ok();
-    assert!(s.effects.iter().all(|e| !matches!(e, Effect::Http(_))), "only that collection");
+    assert!(
+        s.effects.iter().all(|e| !matches!(e, Effect::Http(_))),
+        "only that collection"
+    );
     // The socket drops: reconnect after a backoff, and catch up on reconnect.
     s.take();
     s.input(Input::WsClosed);
@@ -505,8 +652,13 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
     assert!(s.take().contains(&Effect::WsOpen));
     s.input(Input::WsOpened);
     s.take();
-    s.input(Input::WsMessage(r#"{"type":"auth-ok","userId":"u"}"#.into()));
-    assert!(s.take().contains(&Effect::ReadPending), "a full round after a reconnect");
+    s.input(Input::WsMessage(
+        r#"{"type":"auth-ok","userId":"u"}"#.into(),
+    ));
+    assert!(
+        s.take().contains(&Effect::ReadPending),
+        "a full round after a reconnect"
+    );
     s.input(Input::Stop);
     assert!(s.take().contains(&Effect::WsClose));
 }

@@ -64,7 +64,13 @@ async fn requests_since(from: usize) -> Vec<String> {
     log.as_array().unwrap()[from..]
         .iter()
         .filter(|r| r["method"] != "OPTIONS")
-        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["url"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["url"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -95,11 +101,28 @@ fn token_fn(token: &str) -> js_sys::Function {
     js_sys::Function::new_with_args("refresh", &format!("return Promise.resolve({token:?})"))
 }
 
+/// `token()` as an app writes it: a fresh token from the server each time it is asked (a dev
+/// server that restarts has a new secret).
+fn fresh_token_fn(user: &str) -> js_sys::Function {
+    js_sys::Function::new_with_args(
+        "refresh",
+        &format!(
+            "return fetch({:?}, {{method: 'POST', headers: {{'content-type': 'application/json'}}, \
+             body: JSON.stringify({{userId: {user:?}}})}}).then(r => r.json()).then(j => j.token)",
+            format!("{}/dev/token", sync_url())
+        ),
+    )
+}
+
 fn sync_of(store: &ManaStore, token: &str, live: bool) -> ManaSync {
+    sync_with(store, token_fn(token), live)
+}
+
+fn sync_with(store: &ManaStore, token: js_sys::Function, live: bool) -> ManaSync {
     let opts = js_sys::Object::new();
     let set = |k: &str, v: JsValue| js_sys::Reflect::set(&opts, &k.into(), &v).unwrap();
     set("url", sync_url().into());
-    set("token", token_fn(token).into());
+    set("token", token.into());
     set("live", live.into());
     store.sync(opts.into()).unwrap()
 }
@@ -122,7 +145,10 @@ fn listen(sync: &ManaSync, event: &str) -> Rc<RefCell<Vec<Value>>> {
     let sink = seen.clone();
     let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
     let _unsubscribe = sync
-        .on(event.into(), f.as_ref().unchecked_ref::<js_sys::Function>().clone())
+        .on(
+            event.into(),
+            f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
+        )
         .unwrap();
     f.forget();
     seen
@@ -160,14 +186,28 @@ async fn two_devices_converge_on_insert_update_and_delete_and_the_server_sees_no
     assert_eq!(pending(&a).await, 2);
     sync_now(&sa).await;
     assert_eq!(pending(&a).await, 0, "acknowledged changes leave the queue");
-    assert_eq!(sa.status(), "local", "syncNow alone does not start automatic sync");
+    assert_eq!(
+        sa.status(),
+        "local",
+        "syncNow alone does not start automatic sync"
+    );
     sync_now(&sb).await;
     assert_eq!(get(&b, "notes", "n1").await, get(&a, "notes", "n1").await);
     assert_eq!(get(&b, "notes", "n1").await["title"], json!(secret));
     assert_eq!(get(&b, "tags", "t1").await["label"], json!(plain));
-    assert_eq!(pending(&b).await, 0, "applying server changes queues nothing");
+    assert_eq!(
+        pending(&b).await,
+        0,
+        "applying server changes queues nothing"
+    );
 
-    ok_js(b.update("notes".into(), "n1".into(), js(json!({"body": "edited on b"})), None)).await;
+    ok_js(b.update(
+        "notes".into(),
+        "n1".into(),
+        js(json!({"body": "edited on b"})),
+        None,
+    ))
+    .await;
     sync_now(&sb).await;
     sync_now(&sa).await;
     assert_eq!(get(&a, "notes", "n1").await["body"], "edited on b");
@@ -182,12 +222,21 @@ async fn two_devices_converge_on_insert_update_and_delete_and_the_server_sees_no
     assert_eq!(listed, json!([]), "the tombstone is hidden");
 
     // A later local write beats what was pulled: the clock observed the remote HLCs.
-    ok_js(b.update("tags".into(), "t1".into(), js(json!({"label": "b wins"})), None)).await;
+    ok_js(b.update(
+        "tags".into(),
+        "t1".into(),
+        js(json!({"label": "b wins"})),
+        None,
+    ))
+    .await;
     sync_now(&sb).await;
     sync_now(&sa).await;
     assert_eq!(get(&a, "tags", "t1").await["label"], "b wins");
 
-    assert_eq!(control(&format!("/db-contains?s={plain}")).await["found"], true);
+    assert_eq!(
+        control(&format!("/db-contains?s={plain}")).await["found"],
+        true
+    );
     assert_eq!(
         control(&format!("/db-contains?s={secret}")).await["found"],
         false,
@@ -204,28 +253,61 @@ async fn concurrent_edits_merge_per_field_and_the_loser_gets_a_plaintext_conflic
     let (sa, sb) = (sync_of(&a, &token, false), sync_of(&b, &token, false));
     let conflicts_a = listen(&sa, "conflict");
     let conflicts_b = listen(&sb, "conflict");
-    ok_js(a.put("notes".into(), js(json!({"id": "n", "title": "v0", "body": "v0"})), None)).await;
+    ok_js(a.put(
+        "notes".into(),
+        js(json!({"id": "n", "title": "v0", "body": "v0"})),
+        None,
+    ))
+    .await;
     sync_now(&sa).await;
     sync_now(&sb).await;
     // Offline edits: a edits body and title, then b (later) edits title.
-    ok_js(a.update("notes".into(), "n".into(), js(json!({"body": "body by a", "title": "title by a"})), None)).await;
+    ok_js(a.update(
+        "notes".into(),
+        "n".into(),
+        js(json!({"body": "body by a", "title": "title by a"})),
+        None,
+    ))
+    .await;
     sleep(5).await;
-    ok_js(b.update("notes".into(), "n".into(), js(json!({"title": "title by b"})), None)).await;
+    ok_js(b.update(
+        "notes".into(),
+        "n".into(),
+        js(json!({"title": "title by b"})),
+        None,
+    ))
+    .await;
     sync_now(&sa).await;
     sync_now(&sb).await;
     sync_now(&sa).await;
     let (ra, rb) = (get(&a, "notes", "n").await, get(&b, "notes", "n").await);
     assert_eq!(ra, rb);
-    assert_eq!(ra["body"], "body by a", "edits of different fields both survive");
-    assert_eq!(ra["title"], "title by b", "the later write of one field wins");
+    assert_eq!(
+        ra["body"], "body by a",
+        "edits of different fields both survive"
+    );
+    assert_eq!(
+        ra["title"], "title by b",
+        "the later write of one field wins"
+    );
     let got = conflicts_a.borrow().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     let c = &got[0];
-    assert_eq!((c["collection"].as_str(), c["id"].as_str(), c["field"].as_str()), (Some("notes"), Some("n"), Some("title")));
+    assert_eq!(
+        (
+            c["collection"].as_str(),
+            c["id"].as_str(),
+            c["field"].as_str()
+        ),
+        (Some("notes"), Some("n"), Some("title"))
+    );
     assert_eq!(c["wasLocal"], "title by a", "values are decrypted");
     assert_eq!(c["nowServer"], "title by b");
     assert!(c["serverAt"].as_str() > c["localAt"].as_str());
-    assert!(conflicts_b.borrow().is_empty(), "the winner has no conflict");
+    assert!(
+        conflicts_b.borrow().is_empty(),
+        "the winner has no conflict"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -249,13 +331,23 @@ async fn a_first_sync_pages_2500_records_and_resumes_after_its_first_page() {
     let sb = Rc::new(sb);
     let sb2 = sb.clone();
     let f = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| sb2.stop());
-    let _ = sb.on("change".into(), f.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    let _ = sb.on(
+        "change".into(),
+        f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
+    );
     f.forget();
     sb.start();
     wait_for("the first page", 10_000, || !changes.borrow().is_empty()).await;
-    wait_for("the stop", 10_000, || status.borrow().last() == Some(&json!("local"))).await;
+    wait_for("the stop", 10_000, || {
+        status.borrow().last() == Some(&json!("local"))
+    })
+    .await;
     let first = ok(b.list("notes".into(), None)).await;
-    assert_eq!(first.as_array().unwrap().len(), 1000, "exactly the first page");
+    assert_eq!(
+        first.as_array().unwrap().len(),
+        1000,
+        "exactly the first page"
+    );
     ok_js(b.close()).await;
 
     // "Reload": the same database, a new store and sync. It resumes from the stored cursor.
@@ -275,7 +367,10 @@ async fn a_first_sync_pages_2500_records_and_resumes_after_its_first_page() {
     assert!(pulls[0].contains("since=snapshot"), "{pulls:?}");
     for i in [0, 1234, 2499] {
         let id = format!("r{i:05}");
-        assert_eq!(without_meta(get(&b, "notes", &id).await), without_meta(get(&a, "notes", &id).await));
+        assert_eq!(
+            without_meta(get(&b, "notes", &id).await),
+            without_meta(get(&a, "notes", &id).await)
+        );
     }
 }
 
@@ -289,15 +384,24 @@ async fn a_live_write_reaches_the_other_device_within_two_seconds_without_sync_n
     let sb_status = listen(&sb, "status");
     sa.start();
     sb.start();
-    wait_for("b synced", 5_000, || sb_status.borrow().last() == Some(&json!("synced"))).await;
+    wait_for("b synced", 5_000, || {
+        sb_status.borrow().last() == Some(&json!("synced"))
+    })
+    .await;
     // Give b's WebSocket a moment to be subscribed (auth-ok).
     sleep(300).await;
     let live = Collector::new();
     let q = b.live_query("notes".into(), None).unwrap();
     let _unsubscribe = q.subscribe(live.function());
-    ok_js(a.put("notes".into(), js(json!({"id": "live", "title": "hello"})), None)).await;
+    ok_js(a.put(
+        "notes".into(),
+        js(json!({"id": "live", "title": "hello"})),
+        None,
+    ))
+    .await;
     live.wait_until("the note from a", |v| {
-        v.as_array().is_some_and(|rows| rows.iter().any(|r| r["title"] == "hello"))
+        v.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["title"] == "hello"))
     })
     .await;
     assert_eq!(sa.status(), "synced");
@@ -308,14 +412,18 @@ async fn a_live_write_reaches_the_other_device_within_two_seconds_without_sync_n
 #[wasm_bindgen_test]
 async fn server_down_is_offline_writes_stay_pending_and_drain_when_it_is_back() {
     let user = unique("erin");
-    let token = dev_token(&user).await;
     let (a, _) = device(&user).await;
-    let sa = sync_of(&a, &token, false);
+    let sa = sync_with(&a, fresh_token_fn(&user), false);
     let status = listen(&sa, "status");
     sa.start();
     wait_for("synced", 5_000, || sa.status() == "synced").await;
     control("/down").await;
-    ok_js(a.put("notes".into(), js(json!({"id": "o1", "title": "while down"})), None)).await;
+    ok_js(a.put(
+        "notes".into(),
+        js(json!({"id": "o1", "title": "while down"})),
+        None,
+    ))
+    .await;
     wait_for("offline", 5_000, || sa.status() == "offline").await;
     assert_eq!(code(sa.sync_now()).await, "network");
     assert_eq!(pending(&a).await, 1, "nothing is dropped");
@@ -326,13 +434,20 @@ async fn server_down_is_offline_writes_stay_pending_and_drain_when_it_is_back() 
         }
         sleep(100).await;
     }
-    assert_eq!(pending(&a).await, 0, "drained by the backoff retry, without a call");
+    let log = requests_since(0).await;
+    let tail = &log[log.len().saturating_sub(12)..];
+    assert_eq!(
+        pending(&a).await,
+        0,
+        "drained by the backoff retry, without a call; statuses {:?}, last requests {tail:?}",
+        status.borrow()
+    );
     wait_for("synced again", 5_000, || sa.status() == "synced").await;
     let seen = status.borrow().clone();
     assert!(seen.contains(&json!("offline")), "{seen:?}");
     sa.stop();
     let (b, _) = device(&user).await;
-    sync_now(&sync_of(&b, &token, false)).await;
+    sync_now(&sync_with(&b, fresh_token_fn(&user), false)).await;
     assert_eq!(get(&b, "notes", "o1").await["title"], "while down");
 }
 
@@ -358,7 +473,11 @@ async fn a_refused_token_is_asked_once_more_then_sync_waits_without_a_request_lo
     ok_js(a.put("notes".into(), js(json!({"id": "y", "title": "t"})), None)).await;
     sleep(500).await;
     let requests = requests_since(from).await;
-    assert_eq!(requests.len(), 2, "one request, one retry with a fresh token: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        2,
+        "one request, one retry with a fresh token: {requests:?}"
+    );
     assert_eq!(*calls.borrow(), 2, "token() asked twice");
     assert_eq!(pending(&a).await, 2, "writes stay pending");
     assert_eq!(code(sa.sync_now()).await, "unauthorized");
@@ -372,13 +491,24 @@ async fn an_answer_that_is_not_the_documented_shape_is_a_protocol_error_and_writ
     let (a, _) = device(&user).await;
     let sa = sync_of(&a, &token, false);
     ok_js(a.put("notes".into(), js(json!({"id": "p", "title": "t"})), None)).await;
-    for body in ["not json", r#"{"serverChanges":[{"op":"insert"}],"syncedUntil":"1"}"#] {
-        control(&format!("/inject?status=200&body={}", js_sys::encode_uri_component(body))).await;
+    for body in [
+        "not json",
+        r#"{"serverChanges":[{"op":"insert"}],"syncedUntil":"1"}"#,
+    ] {
+        control(&format!(
+            "/inject?status=200&body={}",
+            js_sys::encode_uri_component(body)
+        ))
+        .await;
         assert_eq!(code(sa.sync_now()).await, "protocol_error", "{body}");
         assert_eq!(pending(&a).await, 1, "nothing acknowledged");
         assert_eq!(sa.status(), "error");
     }
-    control(&format!("/inject?status=503&body={}", js_sys::encode_uri_component("{}"))).await;
+    control(&format!(
+        "/inject?status=503&body={}",
+        js_sys::encode_uri_component("{}")
+    ))
+    .await;
     assert_eq!(code(sa.sync_now()).await, "server_error");
     sync_now(&sa).await;
     assert_eq!(pending(&a).await, 0);

@@ -15,8 +15,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use mana_sync::protocol::{WsClientFrame, WsServerFrame};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::AuthUser;

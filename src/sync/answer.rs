@@ -28,7 +28,11 @@ pub struct Page {
 
 /// Parses `Retry-After` given in seconds (the HTTP-date form is not used by our server).
 pub fn parse_retry_after(header: &str) -> Option<Millis> {
-    header.trim().parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+    header
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| s.saturating_mul(1000))
 }
 
 /// The error a non-2xx answer stands for.
@@ -140,20 +144,41 @@ mod tests {
     #[test]
     fn statuses_map_to_codes() {
         let cases = [
-            (401, r#"{"code":"unauthorized","message":"expired"}"#, "unauthorized"),
-            (402, r#"{"code":"payment_required","message":"x"}"#, "payment_required"),
-            (422, r#"{"code":"schema_version_unsupported","message":"x"}"#, "schema_version_unsupported"),
-            (429, r#"{"code":"rate_limited","message":"x"}"#, "rate_limited"),
+            (
+                401,
+                r#"{"code":"unauthorized","message":"expired"}"#,
+                "unauthorized",
+            ),
+            (
+                402,
+                r#"{"code":"payment_required","message":"x"}"#,
+                "payment_required",
+            ),
+            (
+                422,
+                r#"{"code":"schema_version_unsupported","message":"x"}"#,
+                "schema_version_unsupported",
+            ),
+            (
+                429,
+                r#"{"code":"rate_limited","message":"x"}"#,
+                "rate_limited",
+            ),
             (500, "<html>oops</html>", "server_error"),
             (503, "", "server_error"),
-            (400, r#"{"code":"missing_fields","message":"changes[0]"}"#, "rejected"),
+            (
+                400,
+                r#"{"code":"missing_fields","message":"changes[0]"}"#,
+                "rejected",
+            ),
             (403, r#"{"code":"forbidden","message":"x"}"#, "rejected"),
             (413, "", "rejected"),
         ];
         for (status, body, code) in cases {
             assert_eq!(error_of(&ans(status, body)).code(), code, "{status} {body}");
         }
-        let SyncError::Rejected { code, .. } = error_of(&ans(400, r#"{"code":"missing_fields"}"#)) else {
+        let SyncError::Rejected { code, .. } = error_of(&ans(400, r#"{"code":"missing_fields"}"#))
+        else {
             panic!()
         };
         assert_eq!(code, "missing_fields");
@@ -183,17 +208,31 @@ mod tests {
             r#"{"serverChanges":[]}"#.to_string(),
             r#"{"serverChanges":[],"syncedUntil":""}"#.to_string(),
             r#"{"serverChanges":[{"op":"insert"}],"syncedUntil":"1"}"#.to_string(),
-            format!(r#"{{"serverChanges":[{}],"syncedUntil":"1"}}"#, good_change.replace("delete\"", "update\"")),
+            format!(
+                r#"{{"serverChanges":[{}],"syncedUntil":"1"}}"#,
+                good_change.replace("delete\"", "update\"")
+            ),
             r#"{"serverChanges":"x","syncedUntil":"1"}"#.to_string(),
         ];
         for body in &cases {
-            assert_eq!(push_page(&ans(200, body)).unwrap_err().code(), "protocol_error", "{body}");
-            assert_eq!(pull_page(&ans(200, body), "notes").unwrap_err().code(), "protocol_error", "{body}");
+            assert_eq!(
+                push_page(&ans(200, body)).unwrap_err().code(),
+                "protocol_error",
+                "{body}"
+            );
+            assert_eq!(
+                pull_page(&ans(200, body), "notes").unwrap_err().code(),
+                "protocol_error",
+                "{body}"
+            );
         }
         let ok = format!(r#"{{"serverChanges":[{good_change}],"syncedUntil":"1","hasMore":true}}"#);
         let page = pull_page(&ans(200, &ok), "notes").unwrap();
         assert!(page.has_more);
         assert_eq!(page.changes.len(), 1);
-        assert_eq!(pull_page(&ans(200, &ok), "tasks").unwrap_err().code(), "protocol_error");
+        assert_eq!(
+            pull_page(&ans(200, &ok), "tasks").unwrap_err().code(),
+            "protocol_error"
+        );
     }
 }

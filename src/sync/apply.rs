@@ -51,12 +51,13 @@ pub fn merge_into(
     let mut state = before.clone();
     let mut conflicts: BTreeMap<String, Conflict> = BTreeMap::new();
     for change in changes {
-        let (next, found) = merge::apply(state, change)
-            .map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
+        let (next, found) =
+            merge::apply(state, change).map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
         state = next;
         for c in found {
             let local = before.fields.get(&c.field);
-            let ours = local.is_some_and(|l| l.at.node == own_node && l.at.to_string() == c.local_at);
+            let ours =
+                local.is_some_and(|l| l.at.node == own_node && l.at.to_string() == c.local_at);
             if ours {
                 conflicts.insert(c.field.clone(), c);
             }

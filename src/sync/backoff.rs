@@ -129,8 +129,18 @@ mod tests {
 
     #[test]
     fn splitmix_is_replayable() {
-        let a: Vec<u64> = (0..3).map({ let mut r = SplitMix64(1); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..3).map({ let mut r = SplitMix64(1); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..3)
+            .map({
+                let mut r = SplitMix64(1);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..3)
+            .map({
+                let mut r = SplitMix64(1);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         let mut r = SplitMix64(3);
         assert!((0..1000).all(|_| (0.0..1.0).contains(&r.unit())));

@@ -75,7 +75,9 @@ pub enum Input {
     Stop,
     /// Push everything pending now and pull every collection; answered by
     /// [`Effect::Settled`] with the same `waiter`.
-    SyncNow { waiter: u64 },
+    SyncNow {
+        waiter: u64,
+    },
     /// A local write committed (it is in the pending queue).
     LocalWrite,
     /// The answer to [`Effect::FetchToken`]; `None` = no user (guest, signed out).
@@ -117,7 +119,9 @@ pub struct Apply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Ask the app's `token()`; `refresh` after the server refused the last one.
-    FetchToken { refresh: bool },
+    FetchToken {
+        refresh: bool,
+    },
     ReadPending,
     Http(HttpRequest),
     Apply(Apply),
@@ -194,6 +198,9 @@ pub struct SyncEngine {
     next_waiters: Vec<u64>,
     next_pulls: BTreeSet<(String, String)>,
     push_due: Option<Millis>,
+    /// The debounced push came due while a round ran (whose read of the pending queue may
+    /// have missed the write): the next round starts when this one ends.
+    push_next: bool,
     retry_at: Option<Millis>,
     backoff: Backoff,
     ws: Ws,
@@ -223,6 +230,7 @@ impl SyncEngine {
             next_waiters: Vec::new(),
             next_pulls: BTreeSet::new(),
             push_due: None,
+            push_next: false,
             retry_at: None,
             backoff: Backoff::default(),
             ws: Ws::Closed,
@@ -252,13 +260,18 @@ impl SyncEngine {
     /// The earliest moment [`SyncEngine::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let ws = self.ws_retry_at.filter(|_| self.ws == Ws::Closed);
-        [self.push_due, self.retry_at, ws].into_iter().flatten().min()
+        [self.push_due, self.retry_at, ws]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.push_due.is_some_and(|t| t <= now) {
             self.push_due = None;
-            if self.round.is_none() && self.retry_at.is_none() {
+            if self.round.is_some() {
+                self.push_next = true;
+            } else if self.retry_at.is_none() {
                 let pulls = std::mem::take(&mut self.next_pulls);
                 self.begin_round(now, pulls, Vec::new());
             }
@@ -354,7 +367,12 @@ impl SyncEngine {
 
     /// Starts a round now, or makes the round after the current one do `pulls` (and settle
     /// `waiter`).
-    fn request_round(&mut self, now: Millis, pulls: BTreeSet<(String, String)>, waiter: Option<u64>) {
+    fn request_round(
+        &mut self,
+        now: Millis,
+        pulls: BTreeSet<(String, String)>,
+        waiter: Option<u64>,
+    ) {
         if self.round.is_some() {
             self.next_pulls.extend(pulls);
             self.next_waiters.extend(waiter);
@@ -366,6 +384,7 @@ impl SyncEngine {
     fn begin_round(&mut self, now: Millis, pulls: BTreeSet<(String, String)>, waiters: Vec<u64>) {
         debug_assert!(self.round.is_none());
         self.push_due = None;
+        self.push_next = false;
         self.round = Some(Round {
             waiters,
             pulls,
@@ -397,7 +416,8 @@ impl SyncEngine {
             Token::Unknown => {
                 round.step = Step::Token;
                 self.token = Token::Fetching;
-                self.effects.push_back(Effect::FetchToken { refresh: false });
+                self.effects
+                    .push_back(Effect::FetchToken { refresh: false });
                 return;
             }
         };
@@ -431,7 +451,10 @@ impl SyncEngine {
             return;
         }
         if let Some((app, collection)) = round.pulls.pop_first() {
-            let since = self.cursors.get(&(app.clone(), collection.clone())).cloned();
+            let since = self
+                .cursors
+                .get(&(app.clone(), collection.clone()))
+                .cloned();
             self.next_id += 1;
             let id = self.next_id;
             let req = request::pull(
@@ -470,7 +493,7 @@ impl SyncEngine {
                 self.backoff.reset();
                 self.retry_at = None;
                 self.token_refreshed = false;
-                if !self.next_waiters.is_empty() || !self.next_pulls.is_empty() {
+                if self.push_next || !self.next_waiters.is_empty() || !self.next_pulls.is_empty() {
                     let waiters = std::mem::take(&mut self.next_waiters);
                     let pulls = std::mem::take(&mut self.next_pulls);
                     self.begin_round(now, pulls, waiters);
@@ -591,7 +614,9 @@ impl SyncEngine {
                         let edits = outbox.ack();
                         let advanced: Vec<(String, String)> = self.cfg.apps[&app]
                             .iter()
-                            .filter(|c| self.cursors.get(&(app.clone(), (*c).clone())) == since.as_ref())
+                            .filter(|c| {
+                                self.cursors.get(&(app.clone(), (*c).clone())) == since.as_ref()
+                            })
                             .map(|c| (c.clone(), page.synced_until.clone()))
                             .collect();
                         if page.has_more {
@@ -650,7 +675,13 @@ impl SyncEngine {
         self.end_round(now, Err(err));
     }
 
-    fn apply(&mut self, app: String, page: Page, cursors: Vec<(String, String)>, pending: Vec<RowEdit>) {
+    fn apply(
+        &mut self,
+        app: String,
+        page: Page,
+        cursors: Vec<(String, String)>,
+        pending: Vec<RowEdit>,
+    ) {
         let collections = &self.cfg.apps[&app];
         let changes: Vec<Change> = page
             .changes
@@ -684,7 +715,8 @@ impl SyncEngine {
         if *i != id {
             return;
         }
-        let Step::Apply { app, cursors, .. } = std::mem::replace(&mut round.step, Step::Token) else {
+        let Step::Apply { app, cursors, .. } = std::mem::replace(&mut round.step, Step::Token)
+        else {
             unreachable!()
         };
         match result {
@@ -717,7 +749,8 @@ impl SyncEngine {
             }
             Token::Unknown if self.round.is_none() => {
                 self.token = Token::Fetching;
-                self.effects.push_back(Effect::FetchToken { refresh: false });
+                self.effects
+                    .push_back(Effect::FetchToken { refresh: false });
             }
             _ => {}
         }
@@ -765,7 +798,11 @@ impl SyncEngine {
             WsServerFrame::SyncAvailable { app_id, table } => {
                 if self.running
                     && !self.halted
-                    && self.cfg.apps.get(&app_id).is_some_and(|cs| cs.contains(&table))
+                    && self
+                        .cfg
+                        .apps
+                        .get(&app_id)
+                        .is_some_and(|cs| cs.contains(&table))
                 {
                     self.request_round(now, BTreeSet::from([(app_id, table)]), None);
                 }
@@ -805,4 +842,85 @@ fn choose_since(
         .into_iter()
         .find(|(_, n)| *n == best)
         .and_then(|(v, _)| v.cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Half;
+    impl Random for Half {
+        fn unit(&mut self) -> f64 {
+            0.5
+        }
+    }
+
+    fn drain(e: &mut SyncEngine) -> Vec<Effect> {
+        std::iter::from_fn(|| e.poll_effect()).collect()
+    }
+
+    fn request_id(effects: &[Effect]) -> u64 {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Http(req) => Some(req.id),
+                _ => None,
+            })
+            .expect("a request")
+    }
+
+    /// Found by the server's simulation test: the debounce of a write made during a round
+    /// expired before the round ended, and the write stayed pending under `synced`.
+    #[test]
+    fn a_push_that_comes_due_during_a_round_runs_right_after_it() {
+        let apps = BTreeMap::from([("notes".to_string(), vec!["notes".to_string()])]);
+        let cfg = EngineConfig {
+            live: false,
+            ..EngineConfig::new("c1", 1, apps)
+        };
+        let mut e = SyncEngine::new(cfg, BTreeMap::new(), Box::new(Half));
+        e.handle(Input::Start, 0);
+        assert!(drain(&mut e).contains(&Effect::FetchToken { refresh: false }));
+        e.handle(Input::Token(Some("t".into())), 0);
+        assert!(drain(&mut e).contains(&Effect::ReadPending));
+        e.handle(Input::Pending(Vec::new()), 0);
+        let pull = request_id(&drain(&mut e));
+        // A write commits while the pull is in flight; its debounce expires before the answer.
+        e.handle(Input::LocalWrite, 10);
+        e.handle_timeout(10 + DEBOUNCE);
+        assert!(drain(&mut e).is_empty());
+        let page = r#"{"serverChanges":[],"syncedUntil":"1","hasMore":false}"#;
+        let answer = HttpAnswer {
+            status: 200,
+            retry_after: None,
+            body: page.into(),
+        };
+        e.handle(
+            Input::Http {
+                id: pull,
+                answer: Ok(answer),
+            },
+            500,
+        );
+        let apply = drain(&mut e)
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Apply(a) => Some(a.id),
+                _ => None,
+            })
+            .expect("an apply");
+        e.handle(
+            Input::Applied {
+                id: apply,
+                result: Ok(()),
+            },
+            500,
+        );
+        let after = drain(&mut e);
+        assert!(after.contains(&Effect::ReadPending), "{after:?}");
+        assert!(
+            !after.contains(&Effect::Status(SyncStatus::Synced)),
+            "{after:?}"
+        );
+    }
 }

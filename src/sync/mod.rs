@@ -20,7 +20,7 @@ pub mod request;
 pub mod status;
 
 pub use backoff::{Backoff, Random, SplitMix64};
-pub use engine::{Apply, EngineConfig, Effect, Input, SyncEngine};
+pub use engine::{Apply, Effect, EngineConfig, Input, SyncEngine};
 pub use error::SyncError;
 pub use outbox::{PendingRow, RowEdit};
 pub use request::{HttpMethod, HttpRequest};

@@ -18,7 +18,10 @@ pub struct PendingRow {
 pub enum RowEdit {
     Delete(u64),
     /// Rewrite the row with the changes still unacknowledged.
-    Replace { key: u64, changes: Vec<Change> },
+    Replace {
+        key: u64,
+        changes: Vec<Change>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,13 @@ impl Outbox {
             .iter()
             .map(|a| {
                 a.iter()
-                    .map(|app| if app.is_some() { Mark::Unsent } else { Mark::Orphan })
+                    .map(|app| {
+                        if app.is_some() {
+                            Mark::Unsent
+                        } else {
+                            Mark::Orphan
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -75,7 +84,9 @@ impl Outbox {
         let (r0, i0) = self
             .positions()
             .find(|&(r, i)| self.marks[r][i] == Mark::Unsent)?;
-        let app = self.apps[r0][i0].clone().expect("unsent changes have an app");
+        let app = self.apps[r0][i0]
+            .clone()
+            .expect("unsent changes have an app");
         let picked: Vec<(usize, usize)> = self
             .positions()
             .filter(|&(r, i)| {
@@ -178,7 +189,10 @@ mod tests {
         assert_eq!(ob.unsent(), 4);
         let (app, batch) = ob.next_batch(2).unwrap();
         assert_eq!(app, "notes");
-        assert_eq!(batch.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["r0", "r2"]);
+        assert_eq!(
+            batch.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["r0", "r2"]
+        );
         let edits = ob.ack();
         assert_eq!(
             edits,

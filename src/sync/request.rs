@@ -66,7 +66,9 @@ pub fn push(
         query: Vec::new(),
         body: Some(serde_json::to_string(&changeset).expect("changes serialise")),
         token: token.to_owned(),
-        kind: RequestKind::Push { app: app.to_owned() },
+        kind: RequestKind::Push {
+            app: app.to_owned(),
+        },
     }
 }
 

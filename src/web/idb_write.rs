@@ -147,9 +147,7 @@ impl WriteTx {
             let done = on_settled(last);
             settled(last, done).await.map_err(|e| self.cause(e))?;
         }
-        reqs.iter()
-            .map(|r| r.result().map_err(dom_error))
-            .collect()
+        reqs.iter().map(|r| r.result().map_err(dom_error)).collect()
     }
 
     /// Reads inside this transaction, so that a read-modify-write is one step: a writer that

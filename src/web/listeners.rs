@@ -45,7 +45,12 @@ impl Listeners {
     }
 
     pub fn local_write(&self) {
-        let hooks: Vec<_> = self.local_writes.borrow().iter().map(|(_, f)| f.clone()).collect();
+        let hooks: Vec<_> = self
+            .local_writes
+            .borrow()
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect();
         for f in hooks {
             f();
         }

@@ -673,7 +673,10 @@ impl ManaStore {
         #[wasm_bindgen(unchecked_param_type = "SyncOptions")] options: JsValue,
     ) -> Result<super::sync_handle::ManaSync, JsValue> {
         let options = super::sync_handle::parse_options(&self.inner, &options)?;
-        Ok(super::sync_handle::ManaSync::new(self.inner.clone(), options)?)
+        Ok(super::sync_handle::ManaSync::new(
+            self.inner.clone(),
+            options,
+        )?)
     }
 
     #[doc(hidden)]

@@ -44,7 +44,8 @@ impl StoreInner {
             let key = key
                 .as_f64()
                 .ok_or_else(|| internal("a pending row without a numeric key"))?;
-            let changes = js_sys::Reflect::get(&row, &"changes".into()).map_err(|_| internal("pending row"))?;
+            let changes = js_sys::Reflect::get(&row, &"changes".into())
+                .map_err(|_| internal("pending row"))?;
             // JSON text since the row layout of docs/client.md; arrays before it.
             let changes: Vec<Change> = match changes.as_string() {
                 Some(text) => serde_json::from_str(&text).map_err(internal)?,

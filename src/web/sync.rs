@@ -19,8 +19,8 @@ use super::store::StoreInner;
 use crate::crypto::RandomPool;
 use crate::sync::answer::{parse_retry_after, HttpAnswer};
 use crate::sync::{
-    Apply, Effect, EngineConfig, HttpMethod, HttpRequest, Input, SplitMix64, SyncEngine,
-    SyncError, SyncStatus,
+    Apply, Effect, EngineConfig, HttpMethod, HttpRequest, Input, SplitMix64, SyncEngine, SyncError,
+    SyncStatus,
 };
 
 /// A request that got no answer in this long counts as a network failure.
@@ -230,7 +230,8 @@ impl Driver {
             Effect::WsClose => self.close_socket(),
             Effect::Status(status) => {
                 self.status.set(status);
-                self.events.emit("status", &JsValue::from_str(status.as_str()));
+                self.events
+                    .emit("status", &JsValue::from_str(status.as_str()));
             }
             Effect::Settled { waiter, result } => {
                 let Some((resolve, reject)) = self.waiters.borrow_mut().remove(&waiter) else {

@@ -36,7 +36,10 @@ fn invalid(message: impl Into<String>) -> JsCodedError {
 }
 
 /// Reads `store.sync(options)`: `token` is a function, so it is read by hand, not as JSON.
-pub(crate) fn parse_options(store: &StoreInner, options: &JsValue) -> Result<SyncOptions, JsCodedError> {
+pub(crate) fn parse_options(
+    store: &StoreInner,
+    options: &JsValue,
+) -> Result<SyncOptions, JsCodedError> {
     let get = |k: &str| js_sys::Reflect::get(options, &k.into()).unwrap_or(JsValue::UNDEFINED);
     let url = get("url")
         .as_string()
@@ -81,7 +84,10 @@ pub struct ManaSync {
 }
 
 impl ManaSync {
-    pub(crate) fn new(store: Rc<StoreInner>, options: SyncOptions) -> Result<ManaSync, JsCodedError> {
+    pub(crate) fn new(
+        store: Rc<StoreInner>,
+        options: SyncOptions,
+    ) -> Result<ManaSync, JsCodedError> {
         Ok(ManaSync {
             driver: Driver::new(store, options)?,
         })
@@ -125,7 +131,8 @@ impl ManaSync {
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn on(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "\"status\" | \"conflict\" | \"change\"")] event: String,
+        #[wasm_bindgen(unchecked_param_type = "\"status\" | \"conflict\" | \"change\"")]
+        event: String,
         #[wasm_bindgen(unchecked_param_type = "(value: any) => void")] callback: js_sys::Function,
     ) -> Result<JsValue, JsValue> {
         let kind = match event.as_str() {

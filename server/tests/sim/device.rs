@@ -175,8 +175,8 @@ impl LocalStore {
         for (key, record) in &self.records {
             let mut record = record.clone();
             let meta = take_meta(&mut record).map_err(|e| format!("{key:?}: {e}"))?;
-            let state = RecordState::from_record(&record, &meta)
-                .map_err(|e| format!("{key:?}: {e}"))?;
+            let state =
+                RecordState::from_record(&record, &meta).map_err(|e| format!("{key:?}: {e}"))?;
             out.insert(key.clone(), state);
         }
         Ok(out)
@@ -186,9 +186,19 @@ impl LocalStore {
 /// One write of a (bulk) local transaction.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
-    Put { collection: String, record: Value },
-    Update { collection: String, id: String, patch: Value },
-    Delete { collection: String, id: String },
+    Put {
+        collection: String,
+        record: Value,
+    },
+    Update {
+        collection: String,
+        id: String,
+        patch: Value,
+    },
+    Delete {
+        collection: String,
+        id: String,
+    },
 }
 
 /// A request in flight: whether it is a push, and whether the server has handled it.
@@ -199,7 +209,6 @@ pub struct Flight {
 }
 
 pub struct Device {
-    pub client_id: String,
     pub store: LocalStore,
     random: RandomPool,
     /// This device's wall clock minus the simulation's.
@@ -221,7 +230,13 @@ pub struct Device {
 }
 
 impl Device {
-    pub fn new(index: usize, schema: &Schema, cfg_seed: (usize, usize), skew: i64, rng: SplitMix64) -> Device {
+    pub fn new(
+        index: usize,
+        schema: &Schema,
+        cfg_seed: (usize, usize),
+        skew: i64,
+        rng: SplitMix64,
+    ) -> Device {
         let client_id = format!("device-{index}");
         let mut cfg = EngineConfig::new(&client_id, 1, schema.apps.clone());
         cfg.push_batch = cfg_seed.0;
@@ -230,7 +245,6 @@ impl Device {
         let engine = SyncEngine::new(cfg.clone(), BTreeMap::new(), Box::new(rng));
         Device {
             store: LocalStore::new(node_id_from_client_id(&client_id)),
-            client_id,
             random: RandomPool::default(),
             skew,
             cfg,
@@ -277,9 +291,10 @@ impl Device {
         let mut changes = Vec::with_capacity(ops.len());
         for op in ops {
             let (collection, id) = match op {
-                WriteOp::Put { collection, record } => {
-                    (collection, record["id"].as_str().unwrap_or_default().to_owned())
-                }
+                WriteOp::Put { collection, record } => (
+                    collection,
+                    record["id"].as_str().unwrap_or_default().to_owned(),
+                ),
                 WriteOp::Update { collection, id, .. } | WriteOp::Delete { collection, id } => {
                     (collection, id.clone())
                 }

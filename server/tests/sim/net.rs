@@ -28,9 +28,17 @@ pub enum Event {
         id: u64,
         answer: HttpAnswer,
     },
-    Timeout { dev: usize, gen: u32, id: u64 },
+    Timeout {
+        dev: usize,
+        gen: u32,
+        id: u64,
+    },
     /// A local IndexedDB transaction completes.
-    Task { dev: usize, gen: u32, task: Task },
+    Task {
+        dev: usize,
+        gen: u32,
+        task: Task,
+    },
 }
 
 #[derive(Debug)]
@@ -71,12 +79,8 @@ impl Queue {
         self.events.pop_first().map(|(_, e)| e)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    /// Removes and returns the events of one device, in order.
-    pub fn take_device(&mut self, dev: usize) -> Vec<Event> {
+    /// Removes and returns the events of one device, in order, with their times.
+    pub fn take_device(&mut self, dev: usize) -> Vec<(Millis, Event)> {
         let keys: Vec<(Millis, u64)> = self
             .events
             .iter()
@@ -84,7 +88,7 @@ impl Queue {
             .map(|(k, _)| *k)
             .collect();
         keys.into_iter()
-            .filter_map(|k| self.events.remove(&k))
+            .filter_map(|k| self.events.remove(&k).map(|e| (k.0, e)))
             .collect()
     }
 }
@@ -102,7 +106,7 @@ pub struct Faults {
     pub synthetic: f64,
     /// `token()` gives a token the server refuses.
     pub bad_token: f64,
-    /// An apply transaction fails (quota): nothing is written.
+    /// A read of the pending queue or an apply transaction fails: nothing is written.
     pub apply_fails: f64,
 }
 

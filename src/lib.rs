@@ -4,6 +4,7 @@
 //! the sync server; `web` adapts it to the browser and exists only on `wasm32`.
 
 pub mod backup;
+pub mod claim;
 pub mod clock;
 pub mod crypto;
 pub mod field_meta;

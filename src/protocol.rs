@@ -19,6 +19,14 @@ pub const FIELD_SPACE_ID: &str = "spaceId";
 pub const FIELD_DELETED_AT: &str = "deletedAt";
 pub const FIELD_META: &str = "__fieldMeta";
 
+/// Prefix of a user's personal space id; the prefix alone is a guest's (no user yet).
+pub const PERSONAL_PREFIX: &str = "_personal:";
+
+/// The personal space of a user (`_personal:<userId>`).
+pub fn personal_space(user_id: &str) -> String {
+    format!("{PERSONAL_PREFIX}{user_id}")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {

@@ -455,7 +455,9 @@ impl Writer<'_> {
                 .transpose()?
                 .unwrap_or(fallback);
             let value = if name == FIELD_SPACE_ID
-                && value.as_str().is_some_and(|s| s.starts_with("_personal:"))
+                && value
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(crate::protocol::PERSONAL_PREFIX))
             {
                 // Restoring another account's personal data makes it this user's personal data.
                 Value::String(self.config.personal_space())

@@ -30,6 +30,8 @@ pub struct AppConfig {
 #[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
     pub name: String,
+    /// Empty (or absent) for a guest store: everything works locally; `signIn` claims it.
+    #[serde(default)]
     pub user_id: String,
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -57,9 +59,6 @@ impl StoreConfig {
         let err = |m: String| Err(ConfigError(m));
         if self.name.is_empty() {
             return err("name is empty".into());
-        }
-        if self.user_id.is_empty() {
-            return err("userId is empty".into());
         }
         if self.schema_version == 0 {
             return err("schemaVersion starts at 1".into());
@@ -117,7 +116,8 @@ impl StoreConfig {
         )
     }
 
+    /// The user's personal space (`_personal:` alone for a guest store).
     pub fn personal_space(&self) -> String {
-        format!("_personal:{}", self.user_id)
+        crate::protocol::personal_space(&self.user_id)
     }
 }

@@ -225,7 +225,6 @@ fn bad_input_gets_coded_errors() {
 fn config_validation() {
     let bad = [
         json!({"name": "", "userId": "u"}),
-        json!({"name": "n", "userId": ""}),
         json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"_meta": {}}}}}),
         json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"x": {}}}, "b": {"collections": {"x": {}}}}}),
         json!({"name": "n", "userId": "u", "apps": {"a": {"collections": {"x": {"indexes": ["t"], "encrypted": ["t"]}}}}}),

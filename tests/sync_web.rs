@@ -513,3 +513,74 @@ async fn an_answer_that_is_not_the_documented_shape_is_a_protocol_error_and_writ
     sync_now(&sa).await;
     assert_eq!(pending(&a).await, 0);
 }
+
+#[wasm_bindgen_test]
+async fn a_guest_works_locally_and_its_writes_upload_after_sign_in() {
+    let user = unique("hana");
+    let name = unique("guest");
+    let mut cfg = config(&name, "");
+    cfg.user_id = String::new();
+    let guest = ManaStore::open_with(cfg).await.unwrap();
+    assert_eq!(guest.user_id(), "");
+    let guest_key = [9u8; 32];
+    ok_js(guest.unlock(&guest_key)).await;
+    ok_js(guest.put(
+        "notes".into(),
+        js(json!({"id": "g1", "title": "guest note", "body": "b"})),
+        None,
+    ))
+    .await;
+    ok_js(guest.put(
+        "tags".into(),
+        js(json!({"id": "g2", "label": "plain"})),
+        None,
+    ))
+    .await;
+    ok_js(guest.update(
+        "notes".into(),
+        "g1".into(),
+        js(json!({"body": "edited"})),
+        None,
+    ))
+    .await;
+    let offline = sync_with(&guest, js_sys::Function::new_no_args("return null"), false);
+    assert_eq!(code(offline.sync_now()).await, "unauthorized");
+    assert_eq!(offline.status(), "local", "no token: local, not an error");
+    assert_eq!(pending(&guest).await, 3);
+
+    // Sign in with the user's key: the guest's data is re-encrypted under it and claimed.
+    let opts = js(json!({}));
+    js_sys::Reflect::set(
+        &opts,
+        &"vaultKey".into(),
+        &js_sys::Uint8Array::from(&KEY[..]),
+    )
+    .unwrap();
+    ok_js(guest.sign_in(user.clone(), opts)).await;
+    assert_eq!(guest.user_id(), user);
+    let note = get(&guest, "notes", "g1").await;
+    assert_eq!(note["spaceId"], json!(format!("_personal:{user}")));
+    assert_eq!(note["title"], "guest note", "readable under the new key");
+    let token = dev_token(&user).await;
+    sync_now(&sync_of(&guest, &token, false)).await;
+    assert_eq!(
+        pending(&guest).await,
+        0,
+        "everything the guest wrote was accepted"
+    );
+
+    let (b, _) = device(&user).await;
+    sync_now(&sync_of(&b, &token, false)).await;
+    let on_b = get(&b, "notes", "g1").await;
+    assert_eq!(
+        (on_b["title"].as_str(), on_b["body"].as_str()),
+        (Some("guest note"), Some("edited"))
+    );
+    assert_eq!(get(&b, "tags", "g2").await["label"], "plain");
+    // A reopened store without userId stays signed in.
+    ok_js(guest.close()).await;
+    let mut cfg = config(&name, "");
+    cfg.user_id = String::new();
+    let again = ManaStore::open_with(cfg).await.unwrap();
+    assert_eq!(again.user_id(), user);
+}

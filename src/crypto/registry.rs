@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub fn is_shared_space(space_id: Option<&str>) -> bool {
     match space_id {
         None => false,
-        Some(s) => !s.starts_with("_personal:"),
+        Some(s) => !s.starts_with(crate::protocol::PERSONAL_PREFIX),
     }
 }
 

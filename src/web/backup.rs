@@ -203,7 +203,7 @@ impl StoreInner {
             })
             .map(|(_, c, _)| c.to_string())
             .collect();
-        let mut info = ManifestInfo::new(&self.config.user_id, &iso_now(), scope);
+        let mut info = ManifestInfo::new(&self.user_id.borrow(), &iso_now(), scope);
         info.schema_version = u64::from(self.config.schema_version);
         let mut writer = archive_writer(info, &opts.passphrase, 0, cb.clone())?;
         for (i, collection) in collections.iter().enumerate() {

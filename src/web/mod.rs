@@ -11,6 +11,7 @@ mod listeners;
 mod live_query;
 mod merge_changes;
 mod query;
+mod sign_in;
 mod store;
 mod store_sync;
 mod sync;

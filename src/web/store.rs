@@ -41,6 +41,8 @@ pub(crate) struct StoreInner {
     pub clock: RefCell<Clock>,
     pub random: RefCell<RandomPool>,
     pub client_id: String,
+    /// The signed-in user (empty for a guest store); `signIn` sets it.
+    pub user_id: RefCell<String>,
     pub listeners: Listeners,
     pub tabs: RefCell<Option<TabChannel>>,
     /// Migrations of imported rows, by the schema version they produce.
@@ -86,8 +88,20 @@ impl StoreInner {
         let vault = self.vault.borrow();
         let mut clock = self.clock.borrow_mut();
         let mut random = self.random.borrow_mut();
+        let user = self.user_id.borrow();
+        let claimed;
+        // A guest store that signed in since it was opened writes into the user's space.
+        let config = if *user == self.config.user_id {
+            &self.config
+        } else {
+            claimed = StoreConfig {
+                user_id: user.clone(),
+                ..self.config.clone()
+            };
+            &claimed
+        };
         let mut writer = Writer {
-            config: &self.config,
+            config,
             registry: &self.registry,
             cipher: vault.cipher().ok(),
             clock: &mut clock,
@@ -414,6 +428,11 @@ impl ManaStore {
             Some(Ok(last)) => Clock::resume(node, last),
             _ => Clock::new(node),
         };
+        // A guest store that signed in before keeps its user when opened without one.
+        let user_id = match meta.get("userId").and_then(Value::as_str) {
+            Some(stored) if config.user_id.is_empty() => stored.to_owned(),
+            _ => config.user_id.clone(),
+        };
         let vault_check = meta
             .get("vaultKeyCheck")
             .and_then(Value::as_str)
@@ -428,6 +447,7 @@ impl ManaStore {
             clock: RefCell::new(clock),
             random: RefCell::new(RandomPool::default()),
             client_id: client_id.clone(),
+            user_id: RefCell::new(user_id),
             listeners: Listeners::default(),
             tabs: RefCell::new(None),
             migrations: RefCell::default(),

@@ -14,13 +14,7 @@ pub mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-/// Prefix of a user's personal space id (`_personal:<userId>`).
-pub const PERSONAL_PREFIX: &str = "_personal:";
-
-/// The personal space of a user.
-pub fn personal_space(user_id: &str) -> String {
-    format!("{PERSONAL_PREFIX}{user_id}")
-}
+pub use mana_sync::protocol::{personal_space, PERSONAL_PREFIX};
 
 /// Who is asking, and which spaces they belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,167 @@
+//! `store.signIn(userId, { vaultKey? })`: a guest store claims what it wrote for a user, in
+//! one transaction over every collection, the pending queue and `_meta` (the rules are the
+//! pure `claim` module's). Nothing a guest wrote is left behind: its records and their pending
+//! changes move to `_personal:<userId>`, so the next sync uploads them.
+
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::error::JsCodedError;
+use super::idb::{META, PENDING};
+use super::idb_write::{read_all_with_keys, WriteTx};
+use super::json::{from_js, parse, to_js};
+use super::store::{promise, ManaStore, StoreInner};
+use crate::claim::Claim;
+use crate::crypto::{FieldCipher, Vault, VAULT_KEY_LEN};
+use crate::protocol::Change;
+
+type JsResult<T> = Result<T, JsCodedError>;
+
+/// `{ vaultKey?: Uint8Array }` (read by hand: serde can't see a typed array).
+fn vault_key_option(options: &JsValue) -> JsResult<Option<Vec<u8>>> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(None);
+    }
+    let key = js_sys::Reflect::get(options, &"vaultKey".into()).unwrap_or_default();
+    if key.is_undefined() || key.is_null() {
+        return Ok(None);
+    }
+    let key = key
+        .dyn_into::<js_sys::Uint8Array>()
+        .map_err(|_| JsCodedError::new("invalid_key", "vaultKey must be a Uint8Array"))?;
+    Ok(Some(key.to_vec()))
+}
+
+fn internal(e: impl std::fmt::Display) -> JsCodedError {
+    JsCodedError::new("internal", e.to_string())
+}
+
+impl StoreInner {
+    async fn sign_in(&self, user_id: &str, new_key: Option<&[u8]>) -> JsResult<()> {
+        if user_id.trim().is_empty() {
+            return Err(JsCodedError::new(
+                "invalid_options",
+                "signIn: userId is empty",
+            ));
+        }
+        let current = self.user_id.borrow().clone();
+        if current == user_id && new_key.is_none() {
+            return Ok(());
+        }
+        if !current.is_empty() && current != user_id {
+            return Err(JsCodedError::new(
+                "already_signed_in",
+                format!("this store belongs to {current:?}; open another database for {user_id:?}"),
+            ));
+        }
+        let mut new_vault = Vault::default();
+        let new_check = match new_key {
+            Some(key) => {
+                if key.len() != VAULT_KEY_LEN {
+                    return Err(JsCodedError::new("invalid_key", "a vault key is 32 bytes"));
+                }
+                Some(new_vault.unlock(key, None)?)
+            }
+            None => None,
+        };
+        let _turn = self.write_turn().await;
+        let collections: Vec<&str> = self.config.collections().map(|(_, c, _)| c).collect();
+        let mut stores = collections.clone();
+        stores.extend([PENDING, META]);
+        let (keys, rows) = read_all_with_keys(&self.raw()?, PENDING).await?;
+        let tx = WriteTx::begin(&self.raw()?, &stores)?;
+        {
+            let vault = self.vault.borrow();
+            let new_cipher: Option<&FieldCipher> = new_vault.cipher().ok();
+            let reseal = new_cipher.map(|n| (vault.cipher().ok(), n));
+            let mut random = self.random.borrow_mut();
+            let mut claim = Claim::new(&self.registry, user_id, reseal, &mut random);
+            for (key, row) in keys.iter().zip(rows.iter()) {
+                let text = js_sys::Reflect::get(&row, &"changes".into())
+                    .ok()
+                    .and_then(|c| c.as_string());
+                let mut changes: Vec<Change> = match text {
+                    Some(t) => serde_json::from_str(&t).map_err(internal)?,
+                    None => from_js(
+                        &js_sys::Reflect::get(&row, &"changes".into()).unwrap_or_default(),
+                        "internal",
+                    )?,
+                };
+                let mut touched = false;
+                for c in &mut changes {
+                    touched |= claim.change(c)?;
+                }
+                if touched {
+                    let text = serde_json::to_string(&changes).map_err(internal)?;
+                    js_sys::Reflect::set(&row, &"changes".into(), &text.into())
+                        .map_err(|_| internal("rewriting a pending row"))?;
+                    tx.put_at(PENDING, &row, key.as_f64().unwrap_or_default())?;
+                }
+            }
+        }
+        for collection in &collections {
+            let stored: Vec<Value> = from_js(&tx.get_all(collection).await?.into(), "internal")?;
+            let vault = self.vault.borrow();
+            let new_cipher: Option<&FieldCipher> = new_vault.cipher().ok();
+            let reseal = new_cipher.map(|n| (vault.cipher().ok(), n));
+            let mut random = self.random.borrow_mut();
+            let mut claim = Claim::new(&self.registry, user_id, reseal, &mut random);
+            let mut claimed = Vec::new();
+            for record in stored {
+                let Value::Object(mut record) = record else {
+                    continue;
+                };
+                if claim.record(collection, &mut record)? {
+                    claimed.push(record);
+                }
+            }
+            if !claimed.is_empty() {
+                let array = parse(&serde_json::to_string(&claimed).map_err(internal)?)?;
+                tx.put_all(collection, &array.into())?;
+            }
+        }
+        tx.put(META, &to_js(&json!({"key": "userId", "value": user_id}))?)?;
+        if let Some(check) = new_check {
+            let row = json!({"key": "vaultKeyCheck", "value": hex::encode(check)});
+            tx.put(META, &to_js(&row)?)?;
+        }
+        tx.commit().await?;
+        *self.user_id.borrow_mut() = user_id.to_owned();
+        if let (Some(key), Some(check)) = (new_key, new_check) {
+            self.vault.borrow_mut().unlock(key, None)?;
+            *self.vault_check.borrow_mut() = Some(check.to_vec());
+        }
+        for collection in collections {
+            self.changed(collection);
+        }
+        Ok(())
+    }
+}
+
+#[wasm_bindgen]
+impl ManaStore {
+    /// A guest store (opened without `userId`) claims its data for `userId`: records and
+    /// pending changes move to the user's personal space, in one transaction; with
+    /// `vaultKey`, encrypted fields are re-encrypted under it and the vault switches to it.
+    /// The next sync uploads it all.
+    #[wasm_bindgen(js_name = signIn, unchecked_return_type = "Promise<void>")]
+    pub fn sign_in(
+        &self,
+        user_id: String,
+        #[wasm_bindgen(unchecked_param_type = "{ vaultKey?: Uint8Array }")] options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let key = zeroize::Zeroizing::new(vault_key_option(&options)?);
+            inner.sign_in(&user_id, key.as_deref()).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The signed-in user, or `""` for a guest store.
+    #[wasm_bindgen(getter, js_name = userId)]
+    pub fn user_id(&self) -> String {
+        self.inner.user_id.borrow().clone()
+    }
+}

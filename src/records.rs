@@ -133,9 +133,22 @@ impl Writer<'_> {
         ))
     }
 
-    /// A whole-record write (`put`): every field gets the same new timestamp. The change is
-    /// an `insert` carrying the whole (encrypted) record.
+    /// A whole-record write (`put`) of a new record: every field gets the same new timestamp.
+    /// The change is an `insert` carrying the whole (encrypted) record.
     pub fn put(&mut self, collection: &str, record: Value) -> Result<PreparedWrite, RecordError> {
+        self.put_replacing(collection, record, None)
+    }
+
+    /// A `put` over the stored record `existing`: a put replaces, so every field the stored
+    /// record has and the new one lacks is written as `null` under the put's timestamp —
+    /// locally and in the `insert` — and every replica drops it too (field-level LWW alone
+    /// would keep it on the server and the other devices).
+    pub fn put_replacing(
+        &mut self,
+        collection: &str,
+        record: Value,
+        existing: Option<&Map<String, Value>>,
+    ) -> Result<PreparedWrite, RecordError> {
         self.check_collection(collection)?;
         let Value::Object(mut record) = record else {
             return Err(RecordError::InvalidRecord(
@@ -161,6 +174,11 @@ impl Writer<'_> {
             }
         };
         record.insert(FIELD_SPACE_ID.into(), Value::String(space.clone()));
+        for name in existing.into_iter().flat_map(|e| e.keys()) {
+            if name != FIELD_META && !record.contains_key(name) {
+                record.insert(name.clone(), Value::Null);
+            }
+        }
         if self.registry.has_encrypted_fields(collection)
             && !is_shared_space(Some(&space))
             && self.cipher.is_none()

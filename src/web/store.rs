@@ -188,15 +188,27 @@ impl StoreInner {
         self.check_collection(collection)?;
         let _turn = self.write_turn().await;
         let mut commit = self.begin(&[collection])?;
+        // A put replaces: fields of a stored record that the new one lacks are nulled (see
+        // `Writer::put_replacing`), so stored records are read — unless there are none.
+        let empty = commit.count(collection).await? == 0;
         let len = records.length();
         let mut start = 0;
         while start < len {
             let end = len.min(start + PUT_CHUNK);
             let chunk: Vec<Value> = from_js(&records.slice(start, end), "invalid_record")?;
+            let existing = if empty {
+                Vec::new()
+            } else {
+                commit.get_existing(collection, &chunk).await?
+            };
             let writes = self.prepare(actor.as_ref(), |w| {
                 chunk
                     .into_iter()
-                    .map(|r| w.put(collection, r))
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let old = existing.get(i).and_then(|v| v.as_ref()).and_then(Value::as_object);
+                        w.put_replacing(collection, r, old)
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })?;
             commit.write(collection, writes)?;
@@ -340,6 +352,23 @@ impl Commit {
             return Ok(None);
         }
         Ok(Some(from_js(&v, "internal")?))
+    }
+
+    /// How many records a collection holds, read inside this transaction.
+    pub async fn count(&self, collection: &str) -> JsResult<u32> {
+        Ok(self.tx.count(collection).await?)
+    }
+
+    /// The stored records of the ids of `records` (`None` where absent or without an id),
+    /// all read at once inside this transaction.
+    pub async fn get_existing(&self, collection: &str, records: &[Value]) -> JsResult<Vec<Option<Value>>> {
+        let ids: Vec<&str> = records
+            .iter()
+            .map(|r| r.get(crate::protocol::FIELD_ID).and_then(Value::as_str).unwrap_or(""))
+            .collect();
+        // A record without a string id reads as absent; `put` refuses it afterwards.
+        let found = self.tx.get_many(collection, &ids).await?;
+        from_js(&found.into(), "internal")
     }
 
     /// Every stored record of a collection, read inside this transaction.

@@ -571,7 +571,7 @@ async fn a_guest_works_locally_and_its_writes_upload_after_sign_in() {
         &js_sys::Uint8Array::from(&KEY[..]),
     )
     .unwrap();
-    ok_js(guest.sign_in(user.clone(), opts)).await;
+    ok_js(guest.sign_in(user.clone(), Some(opts.unchecked_into()))).await;
     assert_eq!(guest.user_id(), user);
     let note = get(&guest, "notes", "g1").await;
     assert_eq!(note["spaceId"], json!(format!("_personal:{user}")));

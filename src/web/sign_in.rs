@@ -149,10 +149,13 @@ impl ManaStore {
     pub fn sign_in(
         &self,
         user_id: String,
-        #[wasm_bindgen(unchecked_param_type = "{ vaultKey?: Uint8Array }")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ vaultKey?: Uint8Array }")] options: Option<
+            js_sys::Object,
+        >,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
+            let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
             let key = zeroize::Zeroizing::new(vault_key_option(&options)?);
             inner.sign_in(&user_id, key.as_deref()).await?;
             Ok(JsValue::UNDEFINED)

@@ -46,7 +46,8 @@ export interface AppConfig { collections: Record<string, CollectionConfig> }
 export interface StoreConfig {
   /** IndexedDB database name. */
   name: string;
-  userId: string;
+  /** The signed-in user; absent or empty for a guest store (`signIn` claims it later). */
+  userId?: string;
   apps: Record<string, AppConfig>;
   /** Stamped on every change (default 1). */
   schemaVersion?: number;

@@ -1,7 +1,7 @@
 // Type-checks a typical app's use of the generated typings (`tsc --noEmit` in make test).
 // Not executed: the browser tests run the same calls for real.
-import init, { ManaStore, LiveQuery, mergeChanges, inspectBackup, packBackup } from "../../pkg/mana_sync.js";
-import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery, BackupInfo, ImportReport } from "../../pkg/mana_sync.js";
+import init, { ManaStore, ManaSync, LiveQuery, mergeChanges, inspectBackup, packBackup } from "../../pkg/mana_sync.js";
+import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery, BackupInfo, ImportReport, SyncStatus, SyncConflict, SyncChange, SyncOptions } from "../../pkg/mana_sync.js";
 
 interface Note extends ManaRecord { title: string; updatedAt: number }
 
@@ -39,6 +39,20 @@ export async function app(): Promise<number> {
   const report: ImportReport = await store.importBackup(archive, { passphrase: info.sealed ? "pw" : undefined });
   const packed: Uint8Array = await packBackup({ notes: [{ id: "x", title: "t" }] }, { userId: "u1", passphrase: "pw", onProgress });
   console.log(report.imported, packed.length);
+  const options: SyncOptions = { url: "https://sync.example.com", token: async () => "jwt", apps: ["notes"] };
+  const sync: ManaSync = store.sync(options);
+  const off: () => void = sync.on("status", (s: SyncStatus) => console.log(s));
+  sync.on("conflict", (c: SyncConflict) => console.log(c.field, c.wasLocal, c.nowServer));
+  sync.on("change", (c: SyncChange) => console.log(c.collection, c.ids.length));
+  sync.start();
+  await sync.syncNow();
+  const status: SyncStatus = sync.status;
+  console.log(status, sync.isLeader);
+  sync.stop();
+  off();
+  const guest: ManaStore = await ManaStore.open({ name: "guest", apps: config.apps });
+  await guest.signIn("u1", { vaultKey: ManaStore.generateVaultKey() });
+  console.log(guest.userId);
   const n: number = await store.pendingCount();
   store.lock();
   await store.close();

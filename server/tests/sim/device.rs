@@ -56,7 +56,7 @@ pub const COLLECTIONS: [Collection; 3] = [
 ];
 
 /// Record ids per collection: few, so that devices write the same records.
-pub const IDS: u64 = 4;
+pub const IDS: u64 = 6;
 
 /// What every device shares: the store config, its registry and the vault key.
 pub struct Schema {
@@ -219,11 +219,11 @@ pub struct Device {
     pub gen: u32,
     pub started: bool,
     pub status: SyncStatus,
-    /// Request ids of this generation that got their one outcome (answer or timeout).
-    pub answered: BTreeSet<u64>,
     pub inflight: BTreeMap<u64, Flight>,
     /// The last pull answer said `hasMore`.
     pub mid_pull: bool,
+    /// The browser is offline: every fetch fails at once.
+    pub offline: bool,
     /// `syncNow` waiters not yet settled, and the results of those that were.
     pub waiters: BTreeSet<u64>,
     pub settled: BTreeMap<u64, Result<(), SyncError>>,
@@ -252,9 +252,9 @@ impl Device {
             gen: 0,
             started: false,
             status: SyncStatus::Local,
-            answered: BTreeSet::new(),
             inflight: BTreeMap::new(),
             mid_pull: false,
+            offline: false,
             waiters: BTreeSet::new(),
             settled: BTreeMap::new(),
         }
@@ -264,7 +264,6 @@ impl Device {
     pub fn new_engine(&mut self, rng: SplitMix64) {
         self.engine = SyncEngine::new(self.cfg.clone(), self.store.cursors.clone(), Box::new(rng));
         self.gen += 1;
-        self.answered.clear();
         self.inflight.clear();
         self.mid_pull = false;
         self.waiters.clear();

@@ -30,11 +30,11 @@ use world::World;
 /// Devices of the chaos phase.
 pub const DEVICES: usize = 3;
 /// Random operations per seed (inclusive range).
-pub const OPS: (u64, u64) = (60, 150);
+pub const OPS: (u64, u64) = (40, 110);
 /// How long the calm phase lets automatic sync work.
 const CALM_MS: u64 = 5 * 60_000;
 /// `syncNow()` rounds of the settle phase (every device, in turn).
-const SETTLE_ROUNDS: usize = 3;
+const SETTLE_ROUNDS: usize = 2;
 
 /// A broken invariant.
 #[derive(Debug, Clone)]
@@ -67,6 +67,7 @@ pub struct Stats {
     pub secrets: u64,
     pub pushes: u64,
     pub pulls: u64,
+    pub paged_pulls: u64,
     pub server_calls: u64,
     pub lost: u64,
     pub duplicates: u64,
@@ -74,6 +75,7 @@ pub struct Stats {
     pub timeouts: u64,
     pub bad_tokens: u64,
     pub local_failures: u64,
+    pub offline_periods: u64,
     pub restarts: u64,
     pub restarts_push_in_flight: u64,
     pub restarts_push_applied: u64,
@@ -90,6 +92,7 @@ impl Stats {
             (&mut self.secrets, o.secrets),
             (&mut self.pushes, o.pushes),
             (&mut self.pulls, o.pulls),
+            (&mut self.paged_pulls, o.paged_pulls),
             (&mut self.server_calls, o.server_calls),
             (&mut self.lost, o.lost),
             (&mut self.duplicates, o.duplicates),
@@ -97,6 +100,7 @@ impl Stats {
             (&mut self.timeouts, o.timeouts),
             (&mut self.bad_tokens, o.bad_tokens),
             (&mut self.local_failures, o.local_failures),
+            (&mut self.offline_periods, o.offline_periods),
             (&mut self.restarts, o.restarts),
             (&mut self.restarts_push_in_flight, o.restarts_push_in_flight),
             (&mut self.restarts_push_applied, o.restarts_push_applied),
@@ -113,15 +117,17 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} seeds: {} writes ({} changes), {} pushes, {} pulls, {} server calls; \
+            "{} seeds: {} writes ({} changes), {} pushes, {} pulls ({} with more to come), \
+             {} server calls; \
              lost {}, duplicated {}, synthetic answers {}, timeouts {}, bad tokens {}, \
-             local store failures {}; restarts {} (push in flight {}, push applied {}, mid-pull {}); \
+             local store failures {}, offline periods {}; restarts {} (push in flight {}, push applied {}, mid-pull {}); \
              {:.1} h simulated",
             self.seeds,
             self.writes,
             self.changes,
             self.pushes,
             self.pulls,
+            self.paged_pulls,
             self.server_calls,
             self.lost,
             self.duplicates,
@@ -129,6 +135,7 @@ impl fmt::Display for Stats {
             self.timeouts,
             self.bad_tokens,
             self.local_failures,
+            self.offline_periods,
             self.restarts,
             self.restarts_push_in_flight,
             self.restarts_push_applied,
@@ -196,6 +203,9 @@ fn chaos(w: &mut World) -> Result<(), Failure> {
 fn calm(w: &mut World) -> Result<(), Failure> {
     w.faults = Faults::none();
     w.log(|| "calm".into());
+    for d in 0..w.devices.len() {
+        w.go_online(d);
+    }
     w.run_until(w.now + CALM_MS)?;
     for (d, dev) in w.devices.iter().enumerate() {
         let halted = matches!(

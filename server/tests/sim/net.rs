@@ -39,6 +39,16 @@ pub enum Event {
         gen: u32,
         task: Task,
     },
+    /// The page reloads (aimed at a moment: a push applied but not answered, a pull
+    /// between two pages).
+    Crash {
+        dev: usize,
+        gen: u32,
+    },
+    /// The browser is back online.
+    Online {
+        dev: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -53,7 +63,9 @@ impl Event {
             Event::Server { dev, .. }
             | Event::Answer { dev, .. }
             | Event::Timeout { dev, .. }
-            | Event::Task { dev, .. } => *dev,
+            | Event::Task { dev, .. }
+            | Event::Crash { dev, .. }
+            | Event::Online { dev } => *dev,
         }
     }
 }
@@ -108,6 +120,10 @@ pub struct Faults {
     pub bad_token: f64,
     /// A read of the pending queue or an apply transaction fails: nothing is written.
     pub apply_fails: f64,
+    /// The device reloads right after the server applied its push, or between two pages.
+    pub crash: f64,
+    /// A device goes offline for a while (per chance of an offline operation).
+    pub offline: f64,
 }
 
 impl Faults {
@@ -122,6 +138,8 @@ impl Faults {
             synthetic: 0.15 * storm,
             bad_token: 0.08 * storm,
             apply_fails: 0.05 * storm,
+            crash: 0.15 * storm,
+            offline: storm,
         }
     }
 
@@ -134,6 +152,8 @@ impl Faults {
             synthetic: 0.0,
             bad_token: 0.0,
             apply_fails: 0.0,
+            crash: 0.0,
+            offline: 0.0,
         }
     }
 

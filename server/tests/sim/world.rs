@@ -197,6 +197,13 @@ impl<'rt> World<'rt> {
             gen,
             id: req.id,
         };
+        if self.devices[d].offline {
+            // "Failed to fetch", at once.
+            self.log(|| format!("d{d} -> {} fails: offline", describe(&req)));
+            let at = self.now + self.rng.range(1, 30);
+            self.queue.push(at, timeout);
+            return;
+        }
         self.queue.push(self.now + REQUEST_TIMEOUT, timeout);
         let f = self.faults;
         if self.rng.chance(f.lose_request) {
@@ -305,7 +312,13 @@ impl<'rt> World<'rt> {
                 };
                 self.log(|| format!("d{dev} <- #{id} {}", describe_answer(&answer)));
                 if !push && answer.status == 200 {
-                    self.devices[dev].mid_pull = has_more(&answer.body);
+                    let more = has_more(&answer.body);
+                    self.devices[dev].mid_pull = more;
+                    if more {
+                        self.stats.paged_pulls += 1;
+                        let p = (4.0 * self.faults.crash).min(0.5);
+                        self.maybe_crash(dev, 300, p);
+                    }
                 }
                 self.feed(
                     dev,
@@ -323,6 +336,12 @@ impl<'rt> World<'rt> {
                 self.log(|| format!("d{dev} <- #{id} timeout"));
                 let answer = Err("timeout".to_owned());
                 self.feed(dev, Input::Http { id, answer });
+            }
+            Event::Online { dev } => self.go_online(dev),
+            Event::Crash { dev, gen } => {
+                if gen == self.devices[dev].gen {
+                    self.restart(dev);
+                }
             }
             Event::Task { dev, gen, task } => {
                 if gen != self.devices[dev].gen {
@@ -364,8 +383,15 @@ impl<'rt> World<'rt> {
         if gen != dev.gen {
             return;
         }
-        if let Some(f) = dev.inflight.get_mut(&req.id) {
-            f.reached_server = true;
+        let push = match dev.inflight.get_mut(&req.id) {
+            Some(f) => {
+                f.reached_server = true;
+                f.push
+            }
+            None => false,
+        };
+        if push && answer.status == 200 {
+            self.maybe_crash(d, 200, self.faults.crash);
         }
         if reply {
             let at = self.now + self.faults.latency(&mut self.rng);
@@ -379,6 +405,16 @@ impl<'rt> World<'rt> {
                     answer,
                 },
             );
+        }
+    }
+
+    /// With chance `p`, reloads the device within `window` ms (usually before its next
+    /// answer).
+    fn maybe_crash(&mut self, d: usize, window: Millis, p: f64) {
+        if self.rng.chance(p) {
+            let at = self.now + self.rng.range(0, window);
+            let gen = self.devices[d].gen;
+            self.queue.push(at, Event::Crash { dev: d, gen });
         }
     }
 
@@ -492,18 +528,49 @@ impl<'rt> World<'rt> {
         self.log(|| format!("d{d} boots"));
         self.devices[d].started = true;
         self.feed(d, Input::Start);
+        if self.devices[d].offline {
+            self.feed(d, Input::Online(false));
+        }
+    }
+
+    /// The browser goes offline for 5–90 s (its `offline` event, then `online`).
+    fn go_offline(&mut self, d: usize) {
+        if self.devices[d].offline || !self.rng.chance(self.faults.offline) {
+            return;
+        }
+        let back = self.now + self.rng.range(5_000, 90_000);
+        self.log(|| format!("d{d} goes offline until {back}"));
+        self.stats.offline_periods += 1;
+        self.devices[d].offline = true;
+        self.queue.push(back, Event::Online { dev: d });
+        self.feed(d, Input::Online(false));
+    }
+
+    pub fn go_online(&mut self, d: usize) {
+        if !self.devices[d].offline {
+            return;
+        }
+        self.log(|| format!("d{d} is back online"));
+        self.devices[d].offline = false;
+        self.feed(d, Input::Online(true));
     }
 
     /// One random operation of the chaos phase.
     pub fn random_op(&mut self) -> Result<(), Failure> {
         let d = self.rng.index(self.devices.len());
         match self.rng.below(100) {
-            0..=29 => self.write(d),
+            0..=29 => {
+                // Devices write unevenly: the last mostly reads, so it catches up by
+                // paginated pulls rather than by its pushes' answers.
+                let writer = [0, 0, 0, 1, 1, 2][self.rng.index(6)] % self.devices.len();
+                self.write(writer)
+            }
             30..=37 => {
                 self.sync_now(d);
             }
             38..=41 => self.restart_someone(),
-            42..=76 => return self.advance(1, 400),
+            42..=44 => self.go_offline(d),
+            45..=76 => return self.advance(1, 400),
             77..=94 => return self.advance(400, 3_000),
             _ => return self.advance(3_000, 20_000),
         }
@@ -677,50 +744,55 @@ impl<'rt> World<'rt> {
     /// committing commits or not; a request already on the wire may still reach the server.
     pub fn restart(&mut self, d: usize) {
         let dev = &self.devices[d];
-        self.stats.restarts += 1;
-        self.stats.restarts_push_in_flight += dev.push_in_flight() as u64;
-        self.stats.restarts_push_applied += dev.push_reached_server() as u64;
-        self.stats.restarts_mid_pull += dev.mid_pull as u64;
         let (push, applied, mid_pull) = (
             dev.push_in_flight(),
             dev.push_reached_server(),
             dev.mid_pull,
         );
+        self.stats.restarts += 1;
+        self.stats.restarts_push_in_flight += push as u64;
+        self.stats.restarts_push_applied += applied as u64;
+        self.stats.restarts_mid_pull += mid_pull as u64;
         self.log(|| {
             format!("d{d} RESTARTS (push in flight {push}, applied {applied}, mid-pull {mid_pull})")
         });
-        let gen = self.devices[d].gen;
         for (at, event) in self.queue.take_device(d) {
-            match event {
-                Event::Task {
-                    gen: g,
-                    task: Task::Apply(a),
-                    ..
-                } if g == gen => {
-                    if self.rng.chance(0.5) {
-                        self.log(|| format!("d{d} apply #{} commits as the page dies", a.id));
-                        self.commit(d, &a);
-                    }
-                }
-                Event::Server { dev, gen, req, .. } => {
-                    if self.rng.chance(0.5) {
-                        self.queue.push(
-                            at,
-                            Event::Server {
-                                dev,
-                                gen,
-                                req,
-                                reply: false,
-                            },
-                        );
-                    }
-                }
-                _ => {}
-            }
+            self.outlive_page(d, at, event);
         }
         let rng = self.rng.fork();
         self.devices[d].new_engine(rng);
         self.boot(d);
+    }
+
+    /// What of a device's pending event survives its page: an apply that was committing
+    /// commits or not, a request on the wire still reaches the server or not (its answer
+    /// has no one to go to), the network comes back; the rest is gone.
+    fn outlive_page(&mut self, d: usize, at: Millis, event: Event) {
+        let gen = self.devices[d].gen;
+        match event {
+            Event::Task {
+                gen: g,
+                task: Task::Apply(a),
+                ..
+            } if g == gen && self.rng.chance(0.5) => {
+                self.log(|| format!("d{d} apply #{} commits as the page dies", a.id));
+                self.commit(d, &a);
+            }
+            Event::Server { dev, gen, req, .. } if self.rng.chance(0.5) => {
+                let reply = false;
+                self.queue.push(
+                    at,
+                    Event::Server {
+                        dev,
+                        gen,
+                        req,
+                        reply,
+                    },
+                );
+            }
+            Event::Online { dev } => self.queue.push(at, Event::Online { dev }),
+            _ => {}
+        }
     }
 }
 

@@ -105,6 +105,30 @@ impl WriteTx {
         Ok(())
     }
 
+    /// [`WriteTx::put_all`], then waits until the last put is done: the event loop runs
+    /// meanwhile (the page stays responsive) and the transaction stays active, since a request
+    /// of it is pending until then.
+    pub async fn put_all_and_yield(&self, store: &str, values: &Array) -> Result<(), JsCodedError> {
+        let s = self.tx.object_store(store).map_err(dom_error)?;
+        let mut last = None;
+        for v in values.iter() {
+            last = Some(s.put(&v).map_err(|e| self.abort_with(e))?);
+        }
+        if let Some(req) = last {
+            let done = on_settled(&req);
+            settled(&req, done).await.map_err(|e| self.cause(e))?;
+        }
+        Ok(())
+    }
+
+    /// How many records of `store` have a key in `[lower, upper]`.
+    pub async fn count_between(&self, store: &str, lower: &str, upper: &str) -> Result<u32, JsCodedError> {
+        let range = web_sys::IdbKeyRange::bound(&JsValue::from_str(lower), &JsValue::from_str(upper))
+            .map_err(dom_error)?;
+        let v = self.read(store, |s| s.count_with_key(&range)).await?;
+        Ok(v.as_f64().unwrap_or(0.0) as u32)
+    }
+
     pub fn put(&self, store: &str, value: &JsValue) -> Result<(), JsCodedError> {
         let s = self.tx.object_store(store).map_err(dom_error)?;
         s.put(value).map_err(|e| self.abort_with(e))?;

@@ -27,6 +27,27 @@ pub(crate) struct Applied {
     pub changed: Vec<(String, Vec<String>)>,
 }
 
+/// Records merged and put between two yields to the event loop: no main-thread task of an
+/// applied page runs long (a page is up to 1,000 records).
+const APPLY_CHUNK: usize = 250;
+
+/// The stored records of `ids` (`None` where absent), read inside the transaction. When no
+/// stored key falls between the smallest and the greatest id — a first sync, whose pages
+/// bring records this device has never seen — one `count` spares every `get`.
+async fn read_stored(tx: &WriteTx, collection: &str, ids: &[&str]) -> JsResult<Vec<Option<Value>>> {
+    // IndexedDB orders string keys by UTF-16 code units.
+    let utf16 = |a: &&&str, b: &&&str| a.encode_utf16().cmp(b.encode_utf16());
+    let (Some(lo), Some(hi)) = (ids.iter().min_by(utf16), ids.iter().max_by(utf16)) else {
+        return Ok(Vec::new());
+    };
+    if tx.count_between(collection, lo, hi).await? == 0 {
+        return Ok(vec![None; ids.len()]);
+    }
+    let stored = tx.get_many(collection, ids).await?;
+    // `undefined` (absent) becomes `null` in the array's JSON.
+    from_js(&stored.into(), "internal")
+}
+
 fn internal(e: impl std::fmt::Display) -> JsCodedError {
     JsCodedError::new("internal", e.to_string())
 }
@@ -87,22 +108,25 @@ impl StoreInner {
         for collection in collections {
             let records: Vec<_> = groups.iter().filter(|g| g.0 == collection).collect();
             let keys: Vec<&str> = records.iter().map(|g| g.1).collect();
-            let stored = tx.get_many(collection, &keys).await?;
-            // `undefined` (absent) becomes `null` in the array's JSON.
-            let stored: Vec<Option<Value>> = from_js(&stored.into(), "internal")?;
-            let mut puts = Vec::new();
+            let mut stored = read_stored(&tx, collection, &keys).await?.into_iter();
             let mut ids = Vec::new();
-            for ((_, id, changes), stored) in records.iter().zip(stored) {
-                let merged = merge_into(stored, id, changes, own_node)?;
-                conflicts.extend(merged.conflicts);
-                if let Some(record) = merged.stored {
-                    puts.push(record);
-                    ids.push((*id).to_owned());
+            // Merged and put in chunks, yielding to the event loop between them.
+            for chunk in records.chunks(APPLY_CHUNK) {
+                let mut puts = Vec::with_capacity(chunk.len());
+                for (_, id, changes) in chunk {
+                    let merged = merge_into(stored.next().flatten(), id, changes, own_node)?;
+                    conflicts.extend(merged.conflicts);
+                    if let Some(record) = merged.stored {
+                        puts.push(record);
+                        ids.push((*id).to_owned());
+                    }
+                }
+                if !puts.is_empty() {
+                    let array = parse(&serde_json::to_string(&puts).map_err(internal)?)?;
+                    tx.put_all_and_yield(collection, &array.into()).await?;
                 }
             }
-            if !puts.is_empty() {
-                let array = parse(&serde_json::to_string(&puts).map_err(internal)?)?;
-                tx.put_all(collection, &array.into())?;
+            if !ids.is_empty() {
                 changed.push((collection.to_owned(), ids));
             }
         }

@@ -662,3 +662,38 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
     s.input(Input::Stop);
     assert!(s.take().contains(&Effect::WsClose));
 }
+
+#[test]
+fn the_next_page_is_requested_while_one_is_written_and_applied_in_order() {
+    let mut s = Sim::started(false);
+    s.take();
+    s.input(Input::Pending(vec![]));
+    let first = s.http();
+    s.answer(&first, 200, &page("snapshot:9:1", true));
+    let apply1 = s.expect("apply", |e| match e {
+        Effect::Apply(a) => Some(a.clone()),
+        _ => None,
+    });
+    let second = s.http();
+    assert!(second.query.contains(&("since".into(), "snapshot:9:1".into())), "sent ahead");
+    // Its answer arrives before the first page is written: it waits.
+    s.answer(&second, 200, &page("9", false));
+    assert!(!s.effects.iter().any(|e| matches!(e, Effect::Apply(_))), "pages apply in order");
+    s.input(Input::Applied { id: apply1.id, result: Ok(()) });
+    let apply2 = s.apply_ok();
+    assert_eq!(apply2.cursors, [("notes".to_string(), "9".to_string())]);
+    assert_eq!(s.engine.cursors()[&("notes".to_string(), "notes".to_string())], "9");
+}
+
+#[test]
+fn a_stale_failure_does_not_touch_the_batch_in_flight() {
+    let mut s = Sim::started(false);
+    s.take();
+    s.input(Input::Pending(rows("notes", &[3])));
+    let push = s.http();
+    s.input(Input::Http { id: push.id + 100, answer: Err("old timeout".into()) });
+    assert_eq!(s.engine.status(), SyncStatus::Syncing);
+    s.answer(&push, 200, &page("1", false));
+    let apply = s.apply_ok();
+    assert_eq!(apply.pending, [RowEdit::Delete(1)], "the batch is acknowledged");
+}

@@ -162,7 +162,19 @@ enum Step {
         id: u64,
         app: String,
         cursors: Vec<(String, String)>,
+        /// The next page of a pull, requested while this one is written.
+        prefetch: Option<Prefetch>,
     },
+}
+
+/// A pull request sent ahead: the network and the server work while the previous page
+/// commits. Its answer waits here until that page is written (pages apply in order).
+#[derive(Debug)]
+struct Prefetch {
+    id: u64,
+    app: String,
+    collection: String,
+    answer: Option<Result<HttpAnswer, String>>,
 }
 
 #[derive(Debug)]
@@ -588,16 +600,28 @@ impl SyncEngine {
         let Some(round) = self.round.as_mut() else {
             return;
         };
+        if let Step::Apply {
+            prefetch: Some(p), ..
+        } = &mut round.step
+        {
+            if p.id == id {
+                p.answer = Some(answer);
+            }
+            return;
+        }
+        if !matches!(round.step, Step::Push { id: i, .. } | Step::Pull { id: i, .. } if i == id) {
+            return; // a stale answer (of a request from before a restart of the round)
+        }
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 if let Some(outbox) = round.outbox.as_mut() {
                     outbox.unsend();
                 }
-                if matches!(round.step, Step::Push { id: i, .. } | Step::Pull { id: i, .. } if i == id)
-                {
-                    self.end_round(now, Err(SyncError::Network(e)));
+                if let Step::Pull { app, collection, .. } = &round.step {
+                    round.pulls.insert((app.clone(), collection.clone()));
                 }
+                self.end_round(now, Err(SyncError::Network(e)));
                 return;
             }
         };
@@ -623,7 +647,7 @@ impl SyncEngine {
                             let all = self.cfg.apps[&app].iter().map(|c| (app.clone(), c.clone()));
                             round.pulls.extend(all);
                         }
-                        self.apply(app, page, advanced, edits);
+                        self.apply(app, page, advanced, edits, None);
                     }
                     Err(SyncError::Rejected { status: 413, .. }) if size > 1 => {
                         // Too big for the server: the same changes again, in halves.
@@ -643,11 +667,36 @@ impl SyncEngine {
                 collection,
             } if i == id => match answer::pull_page(&answer, &collection) {
                 Ok(page) => {
-                    if page.has_more {
-                        round.pulls.insert((app.clone(), collection.clone()));
-                    }
+                    let prefetch = match (&self.token, page.has_more) {
+                        (Token::Have(token), true) => {
+                            let token = token.clone();
+                            self.next_id += 1;
+                            let id = self.next_id;
+                            let req = request::pull(
+                                id,
+                                &token,
+                                &app,
+                                &collection,
+                                Some(&page.synced_until),
+                                self.cfg.pull_limit,
+                                &self.cfg.client_id,
+                            );
+                            self.effects.push_back(Effect::Http(req));
+                            Some(Prefetch {
+                                id,
+                                app: app.clone(),
+                                collection: collection.clone(),
+                                answer: None,
+                            })
+                        }
+                        (_, true) => {
+                            round.pulls.insert((app.clone(), collection.clone()));
+                            None
+                        }
+                        _ => None,
+                    };
                     let cursors = vec![(collection, page.synced_until.clone())];
-                    self.apply(app, page, cursors, Vec::new());
+                    self.apply(app, page, cursors, Vec::new(), prefetch);
                 }
                 Err(err) => {
                     round.pulls.insert((app, collection));
@@ -681,6 +730,7 @@ impl SyncEngine {
         page: Page,
         cursors: Vec<(String, String)>,
         pending: Vec<RowEdit>,
+        prefetch: Option<Prefetch>,
     ) {
         let collections = &self.cfg.apps[&app];
         let changes: Vec<Change> = page
@@ -694,6 +744,7 @@ impl SyncEngine {
             id,
             app: app.clone(),
             cursors: cursors.clone(),
+            prefetch,
         };
         self.effects.push_back(Effect::Apply(Apply {
             id,
@@ -715,7 +766,12 @@ impl SyncEngine {
         if *i != id {
             return;
         }
-        let Step::Apply { app, cursors, .. } = std::mem::replace(&mut round.step, Step::Token)
+        let Step::Apply {
+            app,
+            cursors,
+            prefetch,
+            ..
+        } = std::mem::replace(&mut round.step, Step::Token)
         else {
             unreachable!()
         };
@@ -725,7 +781,20 @@ impl SyncEngine {
                     self.cursors.insert((app.clone(), collection), cursor);
                 }
                 self.token_refreshed = false;
-                self.advance(now);
+                let stopping = !self.running && round.waiters.is_empty();
+                match prefetch {
+                    Some(p) if !stopping => {
+                        round.step = Step::Pull {
+                            id: p.id,
+                            app: p.app,
+                            collection: p.collection,
+                        };
+                        if let Some(answer) = p.answer {
+                            self.on_http(p.id, answer, now);
+                        }
+                    }
+                    _ => self.advance(now),
+                }
             }
             Err(err) => {
                 // Nothing of the answer was written; the pending rows will be read again.

@@ -299,7 +299,8 @@ impl Device {
                 }
             };
             let key = (collection.clone(), id.clone());
-            let stored = self.store.records.get(&key).cloned().map(Value::Object);
+            let existing = self.store.records.get(&key).cloned();
+            let stored = existing.clone().map(Value::Object);
             let mut writer = Writer {
                 config: &schema.config,
                 registry: &schema.registry,
@@ -310,7 +311,9 @@ impl Device {
                 actor,
             };
             let mut prepared = match op {
-                WriteOp::Put { record, .. } => writer.put(collection, record.clone())?,
+                WriteOp::Put { record, .. } => {
+                    writer.put_replacing(collection, record.clone(), existing.as_ref())?
+                }
                 WriteOp::Update { patch, .. } => {
                     writer.update(collection, stored, &id, patch.clone())?
                 }

@@ -641,7 +641,6 @@ impl<'rt> World<'rt> {
             .records
             .get(&(collection.clone(), id.clone()));
         let deleted = stored.is_some_and(is_deleted);
-        let has_tombstone_field = stored.is_some_and(|r| r.contains_key("deletedAt"));
         let roll = if stored.is_none() {
             0
         } else {
@@ -651,14 +650,11 @@ impl<'rt> World<'rt> {
             0..=24 => {
                 let mut record = Map::new();
                 record.insert("id".into(), Value::String(id));
+                // A put replaces: what it leaves out (a field, the tombstone) is nulled.
                 for f in c.fields {
-                    record.insert(f.into(), self.value(c, f));
-                }
-                if has_tombstone_field {
-                    // A put replaces the local record but merges on the server: without
-                    // this, the field would vanish here only (and a put over a tombstone
-                    // would revive the record here only).
-                    record.insert("deletedAt".into(), Value::Null);
+                    if self.rng.chance(0.8) {
+                        record.insert(f.into(), self.value(c, f));
+                    }
                 }
                 WriteOp::Put {
                     collection,

@@ -443,7 +443,10 @@ async fn send(url: &str, req: HttpRequest) -> Result<HttpAnswer, String> {
             .get("retry-after")
             .and_then(|h| parse_retry_after(&h));
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| e.to_string())?;
+        // Bytes, not text: copied into wasm as they are, not transcoded from UTF-16.
+        let bytes = resp.binary().await.map_err(|e| e.to_string())?;
+        // Not UTF-8: kept lossy, so that parsing it fails as a protocol_error.
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(HttpAnswer {
             status,
             retry_after,

@@ -365,20 +365,35 @@ fn a_put_over_a_stored_record_nulls_the_fields_it_drops_locally_and_on_the_wire(
     let mut env = Env::new();
     let first = env
         .run(false, |w| {
-            w.put("notes", json!({"id": "n1", "title": "t", "updatedAt": 1, "extra": true}))
+            w.put(
+                "notes",
+                json!({"id": "n1", "title": "t", "updatedAt": 1, "extra": true}),
+            )
         })
         .unwrap();
     let second = env
         .run(false, |w| {
-            w.put_replacing("notes", json!({"id": "n1", "updatedAt": 2}), Some(&first.stored))
+            w.put_replacing(
+                "notes",
+                json!({"id": "n1", "updatedAt": 2}),
+                Some(&first.stored),
+            )
         })
         .unwrap();
     let data = second.change.data.as_ref().unwrap();
-    assert_eq!(data["title"], json!(null), "an encrypted field is dropped as plain null");
+    assert_eq!(
+        data["title"],
+        json!(null),
+        "an encrypted field is dropped as plain null"
+    );
     assert_eq!(data["extra"], json!(null));
     assert_eq!(second.stored["extra"], json!(null));
     assert!(data.get("__fieldMeta").is_none());
     let at = second.change.updated_at.clone().unwrap();
-    assert_eq!(meta(&second.stored)["extra"]["at"], json!(at), "under the put's timestamp");
+    assert_eq!(
+        meta(&second.stored)["extra"]["at"],
+        json!(at),
+        "under the put's timestamp"
+    );
     second.change.validate().unwrap();
 }

@@ -149,16 +149,6 @@ impl Sim {
         apply
     }
 
-    fn statuses(&self) -> Vec<SyncStatus> {
-        self.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Status(s) => Some(*s),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Start, token, empty queue: the engine is about to pull.
     fn started(live: bool) -> Sim {
         let mut s = Sim::new(live);
@@ -528,14 +518,11 @@ fn a_413_halves_the_batch_and_drops_nothing() {
     s.input(Input::Pending(rows("notes", &[500])));
     let mut sizes = Vec::new();
     let mut acked = 0;
-    loop {
-        let Some(i) = s
-            .effects
-            .iter()
-            .position(|e| matches!(e, Effect::Http(r) if r.method == HttpMethod::Post))
-        else {
-            break;
-        };
+    while let Some(i) = s
+        .effects
+        .iter()
+        .position(|e| matches!(e, Effect::Http(r) if r.method == HttpMethod::Post))
+    {
         let Effect::Http(req) = s.effects.remove(i) else {
             unreachable!()
         };
@@ -675,14 +662,28 @@ fn the_next_page_is_requested_while_one_is_written_and_applied_in_order() {
         _ => None,
     });
     let second = s.http();
-    assert!(second.query.contains(&("since".into(), "snapshot:9:1".into())), "sent ahead");
+    assert!(
+        second
+            .query
+            .contains(&("since".into(), "snapshot:9:1".into())),
+        "sent ahead"
+    );
     // Its answer arrives before the first page is written: it waits.
     s.answer(&second, 200, &page("9", false));
-    assert!(!s.effects.iter().any(|e| matches!(e, Effect::Apply(_))), "pages apply in order");
-    s.input(Input::Applied { id: apply1.id, result: Ok(()) });
+    assert!(
+        !s.effects.iter().any(|e| matches!(e, Effect::Apply(_))),
+        "pages apply in order"
+    );
+    s.input(Input::Applied {
+        id: apply1.id,
+        result: Ok(()),
+    });
     let apply2 = s.apply_ok();
     assert_eq!(apply2.cursors, [("notes".to_string(), "9".to_string())]);
-    assert_eq!(s.engine.cursors()[&("notes".to_string(), "notes".to_string())], "9");
+    assert_eq!(
+        s.engine.cursors()[&("notes".to_string(), "notes".to_string())],
+        "9"
+    );
 }
 
 #[test]
@@ -691,9 +692,16 @@ fn a_stale_failure_does_not_touch_the_batch_in_flight() {
     s.take();
     s.input(Input::Pending(rows("notes", &[3])));
     let push = s.http();
-    s.input(Input::Http { id: push.id + 100, answer: Err("old timeout".into()) });
+    s.input(Input::Http {
+        id: push.id + 100,
+        answer: Err("old timeout".into()),
+    });
     assert_eq!(s.engine.status(), SyncStatus::Syncing);
     s.answer(&push, 200, &page("1", false));
     let apply = s.apply_ok();
-    assert_eq!(apply.pending, [RowEdit::Delete(1)], "the batch is acknowledged");
+    assert_eq!(
+        apply.pending,
+        [RowEdit::Delete(1)],
+        "the batch is acknowledged"
+    );
 }

@@ -226,15 +226,27 @@ async fn two_devices_converge_on_insert_update_and_delete_and_the_server_sees_no
     ok_js(a.put("notes".into(), js(full), None)).await;
     sync_now(&sa).await;
     sync_now(&sb).await;
-    ok_js(b.put("notes".into(), js(json!({"id": "p1", "title": "short"})), None)).await;
+    ok_js(b.put(
+        "notes".into(),
+        js(json!({"id": "p1", "title": "short"})),
+        None,
+    ))
+    .await;
     sync_now(&sb).await;
     sync_now(&sa).await;
     let (pa, pb) = (get(&a, "notes", "p1").await, get(&b, "notes", "p1").await);
     assert_eq!(pa, pb);
-    assert_eq!((pa["title"].clone(), pa["body"].clone(), pa["extra"].clone()), (json!("short"), Value::Null, Value::Null));
+    assert_eq!(
+        (pa["title"].clone(), pa["body"].clone(), pa["extra"].clone()),
+        (json!("short"), Value::Null, Value::Null)
+    );
     let (c, _) = device(&user).await;
     sync_now(&sync_of(&c, &token, false)).await;
-    assert_eq!(get(&c, "notes", "p1").await, pa, "a new device gets the server's state");
+    assert_eq!(
+        get(&c, "notes", "p1").await,
+        pa,
+        "a new device gets the server's state"
+    );
 
     // A later local write beats what was pulled: the clock observed the remote HLCs.
     ok_js(b.update(

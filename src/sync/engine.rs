@@ -618,7 +618,10 @@ impl SyncEngine {
                 if let Some(outbox) = round.outbox.as_mut() {
                     outbox.unsend();
                 }
-                if let Step::Pull { app, collection, .. } = &round.step {
+                if let Step::Pull {
+                    app, collection, ..
+                } = &round.step
+                {
                     round.pulls.insert((app.clone(), collection.clone()));
                 }
                 self.end_round(now, Err(SyncError::Network(e)));

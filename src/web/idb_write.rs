@@ -122,9 +122,15 @@ impl WriteTx {
     }
 
     /// How many records of `store` have a key in `[lower, upper]`.
-    pub async fn count_between(&self, store: &str, lower: &str, upper: &str) -> Result<u32, JsCodedError> {
-        let range = web_sys::IdbKeyRange::bound(&JsValue::from_str(lower), &JsValue::from_str(upper))
-            .map_err(dom_error)?;
+    pub async fn count_between(
+        &self,
+        store: &str,
+        lower: &str,
+        upper: &str,
+    ) -> Result<u32, JsCodedError> {
+        let range =
+            web_sys::IdbKeyRange::bound(&JsValue::from_str(lower), &JsValue::from_str(upper))
+                .map_err(dom_error)?;
         let v = self.read(store, |s| s.count_with_key(&range)).await?;
         Ok(v.as_f64().unwrap_or(0.0) as u32)
     }

@@ -5,6 +5,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+/// Called after a committed local write.
+type Hook = Rc<dyn Fn()>;
+
 struct Subscriber {
     id: u32,
     collection: String,
@@ -16,7 +19,7 @@ struct Subscriber {
 pub struct Listeners {
     subs: RefCell<Vec<Subscriber>>,
     next_id: Cell<u32>,
-    local_writes: RefCell<Vec<(u32, Rc<dyn Fn()>)>>,
+    local_writes: RefCell<Vec<(u32, Hook)>>,
 }
 
 impl Listeners {

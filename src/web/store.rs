@@ -206,7 +206,10 @@ impl StoreInner {
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        let old = existing.get(i).and_then(|v| v.as_ref()).and_then(Value::as_object);
+                        let old = existing
+                            .get(i)
+                            .and_then(|v| v.as_ref())
+                            .and_then(Value::as_object);
                         w.put_replacing(collection, r, old)
                     })
                     .collect::<Result<Vec<_>, _>>()
@@ -356,15 +359,23 @@ impl Commit {
 
     /// How many records a collection holds, read inside this transaction.
     pub async fn count(&self, collection: &str) -> JsResult<u32> {
-        Ok(self.tx.count(collection).await?)
+        self.tx.count(collection).await
     }
 
     /// The stored records of the ids of `records` (`None` where absent or without an id),
     /// all read at once inside this transaction.
-    pub async fn get_existing(&self, collection: &str, records: &[Value]) -> JsResult<Vec<Option<Value>>> {
+    pub async fn get_existing(
+        &self,
+        collection: &str,
+        records: &[Value],
+    ) -> JsResult<Vec<Option<Value>>> {
         let ids: Vec<&str> = records
             .iter()
-            .map(|r| r.get(crate::protocol::FIELD_ID).and_then(Value::as_str).unwrap_or(""))
+            .map(|r| {
+                r.get(crate::protocol::FIELD_ID)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            })
             .collect();
         // A record without a string id reads as absent; `put` refuses it afterwards.
         let found = self.tx.get_many(collection, &ids).await?;

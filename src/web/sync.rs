@@ -68,6 +68,9 @@ impl Events {
     }
 }
 
+/// A pending `setTimeout`: its handle and the callback it keeps alive.
+type Timer = (JsValue, Closure<dyn FnMut()>);
+
 struct Socket {
     ws: WebSocket,
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
@@ -85,7 +88,7 @@ pub(crate) struct Driver {
     events: Events,
     waiters: RefCell<BTreeMap<u64, (js_sys::Function, js_sys::Function)>>,
     next_waiter: Cell<u64>,
-    timer: RefCell<Option<(JsValue, Closure<dyn FnMut()>)>>,
+    timer: RefCell<Option<Timer>>,
     socket: RefCell<Option<Socket>>,
     _online: Vec<Closure<dyn FnMut(JsValue)>>,
 }

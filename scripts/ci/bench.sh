@@ -7,6 +7,16 @@ cd "$(dirname "$0")/../.."
 wasm-pack build --release --target web --out-dir pkg
 node benches/browser/run.mjs benches/browser/bench.html
 node benches/browser/run.mjs benches/browser/layout.html
+# Sync: a real server (release, SQLite in a temp dir) for the push and first-sync page.
+cargo build --release -p mana-sync-server --bin mana-sync-server
+db=$(mktemp -d)
+./target/release/mana-sync-server --dev --port 0 --database-url "sqlite://$db/bench.db" >"$db/out" &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$db"' EXIT
+until grep -q 'listening on' "$db/out"; do sleep 0.1; done
+addr=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$db/out" | head -1)
+node benches/browser/run.mjs "benches/browser/sync.html?server=$addr"
+kill $server
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo bench --target wasm32-unknown-unknown --bench envelope_web
 cargo bench --bench backup

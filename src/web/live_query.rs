@@ -11,7 +11,8 @@ use wasm_bindgen_futures::spawn_local;
 
 use super::json::parse;
 use super::query::ListQuery;
-use super::store::StoreInner;
+use super::store::{ManaStore, StoreInner};
+use super::types::ListQueryJs;
 
 #[wasm_bindgen]
 pub struct LiveQuery {
@@ -112,5 +113,20 @@ impl LiveQuery {
                 store.listeners.remove(id);
             }
         })
+    }
+}
+
+#[wasm_bindgen]
+impl ManaStore {
+    /// A query that re-runs after every write to its collection (Svelte store contract).
+    #[wasm_bindgen(js_name = liveQuery)]
+    pub fn live_query(
+        &self,
+        collection: String,
+        query: Option<ListQueryJs>,
+    ) -> Result<LiveQuery, JsValue> {
+        self.inner.check_collection(&collection)?;
+        let query = ListQuery::from_js(&query.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))?;
+        Ok(LiveQuery::new(self.inner.clone(), collection, query))
     }
 }

@@ -20,7 +20,6 @@ use super::idb::{self, META, PENDING};
 use super::idb_write::{open_raw, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::listeners::Listeners;
-use super::live_query::LiveQuery;
 use super::query::ListQuery;
 use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
@@ -71,7 +70,7 @@ impl StoreInner {
             .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
     }
 
-    fn check_collection(&self, collection: &str) -> JsResult<()> {
+    pub(crate) fn check_collection(&self, collection: &str) -> JsResult<()> {
         if self.config.collection(collection).is_none() {
             return Err(RecordError::UnknownCollection(collection.into()).into());
         }
@@ -494,7 +493,12 @@ impl ManaStore {
             fail_next_commit: RefCell::new(false),
             write_turn: futures::lock::Mutex::new(()),
         });
-        *inner.tabs.borrow_mut() = TabChannel::open(&inner.config.name, Rc::downgrade(&inner));
+        let weak = Rc::downgrade(&inner);
+        *inner.tabs.borrow_mut() = TabChannel::open(&inner.config.name, move |collection| {
+            if let Some(store) = weak.upgrade() {
+                store.listeners.notify(collection);
+            }
+        });
         if !meta.contains_key("clientId") {
             inner.put_meta("clientId", Value::String(client_id)).await?;
         }
@@ -685,18 +689,6 @@ impl ManaStore {
         })
     }
 
-    /// A query that re-runs after every write to its collection (Svelte store contract).
-    #[wasm_bindgen(js_name = liveQuery)]
-    pub fn live_query(
-        &self,
-        collection: String,
-        query: Option<ListQueryJs>,
-    ) -> Result<LiveQuery, JsValue> {
-        self.inner.check_collection(&collection)?;
-        let query = ListQuery::from_js(&query.map(JsValue::from).unwrap_or(JsValue::UNDEFINED))?;
-        Ok(LiveQuery::new(self.inner.clone(), collection, query))
-    }
-
     /// Number of local changes not yet acknowledged by the server.
     #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
     pub fn pending_count(&self) -> js_sys::Promise {
@@ -724,19 +716,6 @@ impl ManaStore {
             }
             Ok(JsValue::UNDEFINED)
         })
-    }
-
-    /// Syncs this store with mana-sync-server (see `ManaSync`). Nothing happens until
-    /// `start()` or `syncNow()`.
-    pub fn sync(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "SyncOptions")] options: JsValue,
-    ) -> Result<super::sync_handle::ManaSync, JsValue> {
-        let options = super::sync_handle::parse_options(&self.inner, &options)?;
-        Ok(super::sync_handle::ManaSync::new(
-            self.inner.clone(),
-            options,
-        )?)
     }
 
     #[doc(hidden)]

@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::JsCodedError;
-use super::store::StoreInner;
+use super::store::{ManaStore, StoreInner};
 use super::sync::{Driver, SyncOptions};
 use crate::sync::Input;
 
@@ -142,5 +142,18 @@ impl ManaSync {
             other => return Err(invalid(format!("unknown sync event {other:?}")).into()),
         };
         Ok(self.driver.on(kind, callback))
+    }
+}
+
+#[wasm_bindgen]
+impl ManaStore {
+    /// Syncs this store with mana-sync-server (see `ManaSync`). Nothing happens until
+    /// `start()` or `syncNow()`.
+    pub fn sync(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions")] options: JsValue,
+    ) -> Result<ManaSync, JsValue> {
+        let options = parse_options(&self.inner, &options)?;
+        Ok(ManaSync::new(self.inner.clone(), options)?)
     }
 }

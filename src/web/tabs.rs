@@ -2,13 +2,9 @@
 //! `BroadcastChannel` named after the database, so live queries in other tabs (and other
 //! stores on the same database) re-run too.
 
-use std::rc::Weak;
-
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent};
-
-use super::store::StoreInner;
 
 pub struct TabChannel {
     channel: BroadcastChannel,
@@ -16,14 +12,14 @@ pub struct TabChannel {
 }
 
 impl TabChannel {
-    /// `None` where BroadcastChannel is unavailable: only cross-tab updates are lost.
-    pub fn open(db_name: &str, store: Weak<StoreInner>) -> Option<TabChannel> {
+    /// Calls `on_change(collection)` for every write another tab announces. `None` where
+    /// BroadcastChannel is unavailable: only cross-tab updates are lost.
+    pub fn open(db_name: &str, on_change: impl Fn(&str) + 'static) -> Option<TabChannel> {
         let channel = BroadcastChannel::new(&format!("mana-sync:{db_name}")).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let (Some(store), Some(collection)) = (store.upgrade(), e.data().as_string()) else {
-                return;
-            };
-            store.listeners.notify(&collection);
+            if let Some(collection) = e.data().as_string() {
+                on_change(&collection);
+            }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         Some(TabChannel {

@@ -18,6 +18,7 @@ pub mod net;
 pub mod rng;
 pub mod server;
 pub mod world;
+pub mod writes;
 
 use std::fmt;
 

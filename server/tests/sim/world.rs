@@ -2,15 +2,14 @@
 //! simulated time. Everything random is drawn from the seed, in a fixed order.
 
 use mana_sync::protocol::Changeset;
-use mana_sync::records::is_deleted;
 use mana_sync::sync::answer::HttpAnswer;
 use mana_sync::sync::request::RequestKind;
 use mana_sync::sync::{Effect, HttpRequest, Input, Millis, SyncError, SyncStatus};
 use mana_sync::Change;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
-use super::device::{Collection, Device, Schema, WriteOp, COLLECTIONS, IDS};
+use super::device::{Device, Schema};
 use super::net::{Event, Faults, Queue, Task, REQUEST_TIMEOUT};
 use super::rng::Rng;
 use super::server::SimServer;
@@ -35,10 +34,10 @@ pub struct World<'rt> {
     pub stats: Stats,
     pub trace: Option<Vec<String>>,
     violation: Option<Failure>,
-    counter: u64,
+    pub(super) counter: u64,
     /// The actor of every write of this seed, unless `mixed_actors`.
-    actor: Option<Value>,
-    mixed_actors: bool,
+    pub(super) actor: Option<Value>,
+    pub(super) mixed_actors: bool,
 }
 
 impl<'rt> World<'rt> {
@@ -92,7 +91,7 @@ impl<'rt> World<'rt> {
         }
     }
 
-    fn violate(&mut self, invariant: &'static str, detail: String) {
+    pub(super) fn violate(&mut self, invariant: &'static str, detail: String) {
         self.log(|| format!("VIOLATION {invariant}: {detail}"));
         if self.violation.is_none() {
             self.violation = Some(Failure { invariant, detail });
@@ -105,7 +104,7 @@ impl<'rt> World<'rt> {
 
     // ---- driving the engines ----
 
-    fn feed(&mut self, d: usize, input: Input) {
+    pub(super) fn feed(&mut self, d: usize, input: Input) {
         self.devices[d].engine.handle(input, self.now);
         self.drain(d);
     }
@@ -591,116 +590,6 @@ impl<'rt> World<'rt> {
         waiter
     }
 
-    /// A local transaction of 1–4 writes on distinct records.
-    fn write(&mut self, d: usize) {
-        let n = if self.rng.chance(0.25) {
-            self.rng.range(2, 4)
-        } else {
-            1
-        };
-        let mut ops: Vec<WriteOp> = Vec::new();
-        let mut keys = Vec::new();
-        for _ in 0..n {
-            let c = &COLLECTIONS[self.rng.index(COLLECTIONS.len())];
-            let id = format!("{}{}", c.prefix, self.rng.below(IDS));
-            if keys.contains(&(c.name, id.clone())) {
-                continue;
-            }
-            keys.push((c.name, id.clone()));
-            ops.push(self.write_op(d, c, id));
-        }
-        let actor = if self.mixed_actors {
-            self.rng.chance(0.3).then(|| json!({"kind": "ai"}))
-        } else {
-            self.actor.clone()
-        };
-        let wall = (EPOCH as i64 + self.now as i64 + self.devices[d].skew) as u64;
-        let rng = &mut self.rng;
-        let mut event_id = || {
-            uuid::Builder::from_unix_timestamp_millis(wall, &rng.bytes::<10>())
-                .into_uuid()
-                .to_string()
-        };
-        let result = self.devices[d].write(&self.schema, &ops, wall, actor.as_ref(), &mut event_id);
-        match result {
-            Ok(changes) => {
-                self.log(|| format!("d{d} writes {}", summary(&changes)));
-                self.stats.writes += 1;
-                self.stats.changes += changes.len() as u64;
-                self.generated.extend(changes);
-                self.feed(d, Input::LocalWrite);
-            }
-            Err(e) => self.violate("local-writes-succeed", format!("d{d} {ops:?}: {e}")),
-        }
-    }
-
-    fn write_op(&mut self, d: usize, c: &Collection, id: String) -> WriteOp {
-        let collection = c.name.to_owned();
-        let stored = self.devices[d]
-            .store
-            .records
-            .get(&(collection.clone(), id.clone()));
-        let deleted = stored.is_some_and(is_deleted);
-        let roll = if stored.is_none() {
-            0
-        } else {
-            self.rng.below(100)
-        };
-        match roll {
-            0..=24 => {
-                let mut record = Map::new();
-                record.insert("id".into(), Value::String(id));
-                // A put replaces: what it leaves out (a field, the tombstone) is nulled.
-                for f in c.fields {
-                    if self.rng.chance(0.8) {
-                        record.insert(f.into(), self.value(c, f));
-                    }
-                }
-                WriteOp::Put {
-                    collection,
-                    record: Value::Object(record),
-                }
-            }
-            25..=79 => {
-                let mut patch = Map::new();
-                for f in c.fields {
-                    if patch.is_empty() || self.rng.chance(0.4) {
-                        let v = if self.rng.chance(0.2) {
-                            Value::Null
-                        } else {
-                            self.value(c, f)
-                        };
-                        patch.insert(f.into(), v);
-                    }
-                }
-                if deleted && self.rng.chance(0.3) {
-                    patch.insert("deletedAt".into(), Value::Null);
-                }
-                WriteOp::Update {
-                    collection,
-                    id,
-                    patch: Value::Object(patch),
-                }
-            }
-            _ => WriteOp::Delete { collection, id },
-        }
-    }
-
-    /// A fresh value; encrypted fields get `secret-<n>`, which must never reach the server.
-    fn value(&mut self, c: &Collection, field: &str) -> Value {
-        self.counter += 1;
-        let n = self.counter;
-        match (c.name, field) {
-            _ if c.encrypted => {
-                self.stats.secrets += 1;
-                json!(format!("secret-{n}"))
-            }
-            ("tags", "color") => json!(["red", "green", "blue"][n as usize % 3]),
-            ("tasks", "done") => json!(n % 2 == 0),
-            _ => json!(format!("{}-{n}", c.name)),
-        }
-    }
-
     /// A restart, aimed at a device with a push in flight (preferably one the server already
     /// applied), or one in the middle of a paginated pull, or anyone.
     fn restart_someone(&mut self) {
@@ -837,25 +726,4 @@ fn describe_answer(a: &HttpAnswer) -> String {
         "200 changes={n} conflicts={conflicts} until={} more={}",
         v["syncedUntil"], v["hasMore"]
     )
-}
-
-fn summary(changes: &[Change]) -> String {
-    let parts: Vec<String> = changes
-        .iter()
-        .map(|c| {
-            let fields: Vec<&str> = c
-                .fields
-                .iter()
-                .flat_map(|f| f.keys().map(String::as_str))
-                .collect();
-            format!(
-                "{:?} {}/{} {fields:?} ev …{}",
-                c.op,
-                c.table,
-                c.id,
-                &c.event_id[24..]
-            )
-        })
-        .collect();
-    parts.join("; ")
 }

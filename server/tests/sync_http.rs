@@ -336,7 +336,8 @@ async fn re_pushing_the_same_changeset_changes_nothing() {
     assert_eq!(before.len(), 3);
     assert_eq!(snap.len(), 2);
     let n1 = snap.iter().find(|c| c.id == "n1").unwrap();
-    assert_eq!(n1.fields.as_ref().unwrap()["title"].value, json!("y"));
+    let state = RecordState::from_change(n1).unwrap();
+    assert_eq!(state.fields["title"].value, json!("y"));
 }
 
 #[tokio::test]
@@ -506,10 +507,8 @@ async fn visibility_and_authorship_are_enforced() {
     let mut alice2 = s.client("alice", "a2");
     let seen = alice2.pull_all("notes").await;
     assert_eq!(ids(&seen), ["n1"]);
-    assert_eq!(
-        seen[0].fields.as_ref().unwrap()["title"].value,
-        json!("secret")
-    );
+    let state = RecordState::from_change(&seen[0]).unwrap();
+    assert_eq!(state.fields["title"].value, json!("secret"));
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! - `cargo test -p mana-sync-server --test sync_sim`: seeds 0..1000;
 //! - `SIM_SEEDS=<n>`: seeds 0..n;
 //! - `SIM_SEED=<n>`: that seed alone, printing its full trace (the same on every run);
-//! - `SIM_MIXED_ACTORS=1`: writes of one seed carry different actors (see `sim::Options`).
+//! - `SIM_MIXED_ACTORS=0`: every write of a seed carries one actor (by default they differ;
+//!   see `sim::Options`).
 
 mod sim;
 
@@ -61,7 +62,7 @@ fn report(seed: u64, failure: &Failure) {
 
 #[test]
 fn sync_engine_simulation() {
-    let mixed_actors = env_u64("SIM_MIXED_ACTORS").is_some_and(|v| v != 0);
+    let mixed_actors = env_u64("SIM_MIXED_ACTORS").is_none_or(|v| v != 0);
     if let Some(seed) = env_u64("SIM_SEED") {
         let opts = Options {
             trace: true,

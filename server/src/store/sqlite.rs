@@ -728,11 +728,14 @@ fn snapshot_page(
     let mut changes = Vec::with_capacity(limit.min(1024));
     let mut last_rid = after;
     let mut has_more = false;
+    // The limit counts records: a record may travel as several changes (one per actor).
+    let mut records = 0;
     while let Some(r) = rows.next().map_err(internal)? {
-        if changes.len() == limit {
+        if records == limit {
             has_more = true;
             break;
         }
+        records += 1;
         let rid: i64 = r.get(0).map_err(internal)?;
         let table: String = r.get(1).map_err(internal)?;
         let id: String = r.get(2).map_err(internal)?;
@@ -741,7 +744,7 @@ fn snapshot_page(
         let updated_at: Option<String> = r.get(5).map_err(internal)?;
         let schema_version: u32 = r.get(6).map_err(internal)?;
         let last_seq: i64 = r.get(7).map_err(internal)?;
-        changes.push(snapshot_change(
+        changes.extend(snapshot_changes(
             &q.app_id,
             table,
             id,
@@ -772,13 +775,15 @@ fn snapshot_page(
     })
 }
 
-/// The current state of one record as one change. An `update` whose `fields` carry every
-/// field with its own HLC (an `insert` has one timestamp for the whole record, which would
-/// make old fields look new and beat concurrent local edits); the tombstone also travels as a
-/// top-level `deletedAt`. Its `eventId` is a deterministic UUID (v8) of the record and its last
-/// sequence number, its `seq` that sequence number.
+/// The current state of one record as changes (DESIGN §3, server/README.md "First sync"). A
+/// record whose fields were all written by one write (same HLC and actor) is one `insert` at
+/// that HLC; any other is one `update` per actor whose `fields` carry every field with its own
+/// HLC (an `insert` has one timestamp, which would make old fields beat concurrent local
+/// edits; and a change has one actor, so fields of different actors travel apart). Tombstones
+/// also travel as a top-level `deletedAt`. `eventId`s are deterministic UUIDs (v8) of the
+/// record, its last sequence number and the part; `seq` is that sequence number.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn snapshot_change(
+pub(crate) fn snapshot_changes(
     app_id: &str,
     table: String,
     id: String,
@@ -787,63 +792,87 @@ pub(crate) fn snapshot_change(
     updated_at: Option<String>,
     schema_version: u32,
     last_seq: i64,
-) -> Change {
-    let mut h = Sha256::new();
-    for part in [app_id, &table, &id, &last_seq.to_string()] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let event_id = uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string();
-
-    let mut change = Change {
-        event_id,
-        table,
-        id,
-        op: Op::Update,
+) -> Vec<Change> {
+    let event_id = |part: usize| {
+        let mut h = Sha256::new();
+        for p in [app_id, &table, &id, &last_seq.to_string()] {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+        }
+        if part > 0 {
+            // Part 0 keeps the id earlier servers gave the whole record.
+            h.update((part as u64).to_le_bytes());
+        }
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    };
+    let base = |part: usize, op: Op| Change {
+        event_id: event_id(part),
+        table: table.clone(),
+        id: id.clone(),
+        op,
         data: None,
         fields: None,
         deleted_at: state.deleted_at().map(str::to_owned),
-        updated_at: state.last_changed().map(|h| h.to_string()),
+        updated_at: None,
         schema_version: Some(schema_version),
         actor: None,
-        space_id,
+        space_id: space_id.clone(),
         seq: Some(last_seq.to_string()),
     };
-    if state.fields.is_empty() {
+    let Some(first) = state.fields.values().next() else {
         // An insert of an empty record: nothing but its id and timestamp.
+        let mut change = base(0, Op::Insert);
         let mut data = Map::new();
-        data.insert(FIELD_ID.into(), Value::String(change.id.clone()));
-        change.op = Op::Insert;
+        data.insert(FIELD_ID.into(), Value::String(id.clone()));
         change.data = Some(data);
         change.updated_at = updated_at;
-        return change;
-    }
-    let fields: BTreeMap<String, FieldChange> = state
-        .fields
-        .iter()
-        .map(|(name, f)| {
-            (
-                name.clone(),
-                FieldChange {
-                    value: f.value.clone(),
-                    updated_at: f.at.to_string(),
-                },
-            )
-        })
-        .collect();
-    // One actor per change: the one of the latest write.
-    change.actor = state
+        return vec![change];
+    };
+    if state
         .fields
         .values()
-        .max_by_key(|f| f.at)
-        .and_then(|f| f.actor.clone());
-    change.fields = Some(fields);
-    change
+        .all(|f| f.at == first.at && f.actor == first.actor)
+    {
+        let mut change = base(0, Op::Insert);
+        let mut data = Map::with_capacity(state.fields.len() + 1);
+        data.insert(FIELD_ID.into(), Value::String(id.clone()));
+        for (name, f) in &state.fields {
+            data.insert(name.clone(), f.value.clone());
+        }
+        change.data = Some(data);
+        change.updated_at = Some(first.at.to_string());
+        change.actor = first.actor.clone();
+        return vec![change];
+    }
+    let mut by_actor: Vec<(Option<Value>, BTreeMap<String, FieldChange>)> = Vec::new();
+    for (name, f) in &state.fields {
+        let field = FieldChange {
+            value: f.value.clone(),
+            updated_at: f.at.to_string(),
+        };
+        match by_actor.iter_mut().find(|(a, _)| *a == f.actor) {
+            Some((_, fields)) => {
+                fields.insert(name.clone(), field);
+            }
+            None => by_actor.push((f.actor.clone(), BTreeMap::from([(name.clone(), field)]))),
+        }
+    }
+    by_actor
+        .into_iter()
+        .enumerate()
+        .map(|(part, (actor, fields))| {
+            let mut change = base(part, Op::Update);
+            change.updated_at = fields.values().map(|f| f.updated_at.clone()).max();
+            change.actor = actor;
+            change.fields = Some(fields);
+            change
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -922,17 +951,52 @@ mod tests {
         let p = page(&store, "a", None, 10);
         assert!(!p.has_more);
         assert_eq!(p.next, Cursor::Log(4));
-        assert_eq!(p.changes.len(), 2);
-        let n1 = &p.changes[0];
-        n1.validate().unwrap();
-        let f = n1.fields.as_ref().unwrap();
-        assert_eq!(f["title"].updated_at, hlc(5, 1));
-        assert_eq!(f["body"].updated_at, hlc(1, 1));
-        let n2 = &p.changes[1];
-        assert_eq!(n2.deleted_at.as_deref(), Some(hlc(6, 1).as_str()));
-        // Applying the snapshot change rebuilds exactly the server state.
-        let (s, _) = apply(RecordState::default(), n1).unwrap();
+        // n1's fields have two actors: two updates, each field with its own HLC and actor.
+        let n1: Vec<&Change> = p.changes.iter().filter(|c| c.id == "n1").collect();
+        assert_eq!(n1.len(), 2);
+        let mut s = RecordState::default();
+        for c in &n1 {
+            c.validate().unwrap();
+            assert_eq!(c.op, Op::Update);
+            s = apply(s, c).unwrap().0;
+        }
+        assert_eq!(s.fields["title"].at.to_string(), hlc(5, 1));
+        assert_eq!(s.fields["title"].actor, None);
         assert_eq!(s.fields["body"].at.to_string(), hlc(1, 1));
+        assert_eq!(s.fields["body"].actor, Some(json!({"kind": "ai"})));
+        assert_ne!(n1[0].event_id, n1[1].event_id);
+        let n2: Vec<&Change> = p.changes.iter().filter(|c| c.id == "n2").collect();
+        assert_eq!(n2.len(), 1);
+        assert_eq!(n2[0].deleted_at.as_deref(), Some(hlc(6, 1).as_str()));
+        // A record written by one write travels as one insert at its HLC.
+        push(
+            &store,
+            "a",
+            vec![ch(
+                json!({"eventId": eid(5), "table": "notes", "id": "n3", "op": "insert",
+                "data": {"title": "one"}, "updatedAt": hlc(7, 1)}),
+            )],
+        )
+        .unwrap();
+        let p = page(&store, "a", None, 10);
+        let n3 = p.changes.iter().find(|c| c.id == "n3").unwrap();
+        assert_eq!(
+            (n3.op, n3.updated_at.clone()),
+            (Op::Insert, Some(hlc(7, 1)))
+        );
+        assert_eq!(n3.data.as_ref().unwrap()["title"], json!("one"));
+        // The page limit counts records, not changes: 3 records, limit 2.
+        let first = page(&store, "a", None, 2);
+        assert!(first.has_more);
+        assert_eq!(
+            first
+                .changes
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            2
+        );
         // Another user sees nothing.
         assert!(page(&store, "b", None, 10).changes.is_empty());
     }

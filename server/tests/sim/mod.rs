@@ -151,9 +151,9 @@ impl fmt::Display for Stats {
 pub struct Options {
     /// Keep a line per event, to print.
     pub trace: bool,
-    /// Writes of one seed carry different actors. Off by default: a first-sync snapshot
-    /// gives every field of a record the actor of its latest write (one actor per change),
-    /// so mixed actors do not converge (see the report of `sync_sim`).
+    /// Writes of one seed carry different actors (the default in `sync_sim`). It found that
+    /// first-sync snapshots gave every field the actor of the record's latest write; they now
+    /// send one change per actor.
     pub mixed_actors: bool,
 }
 

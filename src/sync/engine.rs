@@ -467,27 +467,32 @@ impl SyncEngine {
                 .cursors
                 .get(&(app.clone(), collection.clone()))
                 .cloned();
-            self.next_id += 1;
-            let id = self.next_id;
-            let req = request::pull(
-                id,
-                &token,
-                &app,
-                &collection,
-                since.as_deref(),
-                self.cfg.pull_limit,
-                &self.cfg.client_id,
-            );
+            let id = self.send_pull(&token, &app, &collection, since.as_deref());
             let round = self.round.as_mut().expect("round");
             round.step = Step::Pull {
                 id,
                 app,
                 collection,
             };
-            self.effects.push_back(Effect::Http(req));
             return;
         }
         self.end_round(now, Ok(()));
+    }
+
+    /// Sends a pull of one page; returns its request id.
+    fn send_pull(&mut self, token: &str, app: &str, collection: &str, since: Option<&str>) -> u64 {
+        let id = self.next_id();
+        let req = request::pull(
+            id,
+            token,
+            app,
+            collection,
+            since,
+            self.cfg.pull_limit,
+            &self.cfg.client_id,
+        );
+        self.effects.push_back(Effect::Http(req));
+        id
     }
 
     fn end_round(&mut self, now: Millis, result: Result<(), SyncError>) {
@@ -673,18 +678,8 @@ impl SyncEngine {
                     let prefetch = match (&self.token, page.has_more) {
                         (Token::Have(token), true) => {
                             let token = token.clone();
-                            self.next_id += 1;
-                            let id = self.next_id;
-                            let req = request::pull(
-                                id,
-                                &token,
-                                &app,
-                                &collection,
-                                Some(&page.synced_until),
-                                self.cfg.pull_limit,
-                                &self.cfg.client_id,
-                            );
-                            self.effects.push_back(Effect::Http(req));
+                            let id =
+                                self.send_pull(&token, &app, &collection, Some(&page.synced_until));
                             Some(Prefetch {
                                 id,
                                 app: app.clone(),

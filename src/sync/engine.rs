@@ -542,7 +542,6 @@ impl SyncEngine {
             SyncError::Unauthorized(_) => SyncStatus::AuthRequired,
             SyncError::PaymentRequired(_) => SyncStatus::PaymentRequired,
             SyncError::Network(_) => SyncStatus::Offline,
-            SyncError::Stopped => SyncStatus::Local,
             _ => SyncStatus::Error,
         };
         self.set_status(status);

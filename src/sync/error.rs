@@ -34,9 +34,6 @@ pub enum SyncError {
     /// Writing to the local store failed (quota, storage, decrypt…): the store's own code.
     #[error("{message}")]
     Local { code: &'static str, message: String },
-    /// `stop()` was called before the round finished.
-    #[error("sync stopped")]
-    Stopped,
 }
 
 impl SyncError {
@@ -51,7 +48,6 @@ impl SyncError {
             SyncError::Rejected { .. } => "rejected",
             SyncError::Protocol(_) => "protocol_error",
             SyncError::Local { code, .. } => code,
-            SyncError::Stopped => "sync_stopped",
         }
     }
 }

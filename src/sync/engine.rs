@@ -440,8 +440,7 @@ impl SyncEngine {
         };
         if let Some((app, changes)) = outbox.next_batch(round.batch_limit) {
             let since = choose_since(&self.cfg, &self.cursors, &app);
-            self.next_id += 1;
-            let id = self.next_id;
+            let id = self.next_id();
             let size = changes.len();
             let req = request::push(
                 id,
@@ -538,7 +537,7 @@ impl SyncEngine {
         }
         self.next_pulls.clear();
         let status = match &err {
-            SyncError::Unauthorized(m) if m == NO_TOKEN => SyncStatus::Local,
+            SyncError::NoToken => SyncStatus::Local,
             SyncError::Unauthorized(_) => SyncStatus::AuthRequired,
             SyncError::PaymentRequired(_) => SyncStatus::PaymentRequired,
             SyncError::Network(_) => SyncStatus::Offline,
@@ -580,7 +579,7 @@ impl SyncEngine {
                 self.token = Token::Unknown;
                 self.token_refreshed = false;
                 if self.round.is_some() {
-                    self.end_round(now, Err(SyncError::Unauthorized(NO_TOKEN.into())));
+                    self.end_round(now, Err(SyncError::NoToken));
                 } else {
                     self.set_status(SyncStatus::Local);
                 }
@@ -883,9 +882,6 @@ impl SyncEngine {
         }
     }
 }
-
-/// Marks the round ended by a `token()` that gave no token (status `local`, not an error).
-const NO_TOKEN: &str = "no token: signed out or a guest";
 
 /// The `since` of a push: its answer is a page of the whole app from there, so it advances
 /// every collection whose cursor is exactly that one. The most common cursor among the app's

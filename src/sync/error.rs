@@ -9,6 +9,9 @@ pub enum SyncError {
     Network(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// `token()` gave no token (signed out, or a guest): status `local`, not `auth-required`.
+    #[error("unauthorized: no token (signed out or a guest)")]
+    NoToken,
     #[error("payment required: {0}")]
     PaymentRequired(String),
     #[error("schema version unsupported: {0}")]
@@ -40,7 +43,7 @@ impl SyncError {
     pub fn code(&self) -> &'static str {
         match self {
             SyncError::Network(_) => "network",
-            SyncError::Unauthorized(_) => "unauthorized",
+            SyncError::Unauthorized(_) | SyncError::NoToken => "unauthorized",
             SyncError::PaymentRequired(_) => "payment_required",
             SyncError::SchemaVersionUnsupported(_) => "schema_version_unsupported",
             SyncError::RateLimited { .. } => "rate_limited",

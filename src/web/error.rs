@@ -18,6 +18,11 @@ impl JsCodedError {
     }
 }
 
+/// A failure that is ours, not the caller's (a value we wrote that does not read back).
+pub fn internal(e: impl std::fmt::Display) -> JsCodedError {
+    JsCodedError::new("internal", e.to_string())
+}
+
 impl From<JsCodedError> for JsValue {
     fn from(e: JsCodedError) -> JsValue {
         let err = js_sys::Error::new(&e.message);

@@ -187,12 +187,6 @@ impl WriteTx {
         self.read(store, |s| s.get(&JsValue::from_str(key))).await
     }
 
-    /// The number of records of a store, read inside this transaction.
-    pub async fn count(&self, store: &str) -> Result<u32, JsCodedError> {
-        let v = self.read(store, |s| s.count()).await?;
-        Ok(v.as_f64().unwrap_or(0.0) as u32)
-    }
-
     /// Every record of a store, read inside this transaction (see [`WriteTx::get`]).
     pub async fn get_all(&self, store: &str) -> Result<Array, JsCodedError> {
         Ok(self.read(store, |s| s.get_all()).await?.unchecked_into())

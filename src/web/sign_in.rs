@@ -7,14 +7,13 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::error::JsCodedError;
+use super::error::{internal, JsCodedError};
 use super::idb::{META, PENDING};
-use super::idb_write::{read_all_with_keys, WriteTx};
+use super::idb_write::WriteTx;
 use super::json::{from_js, parse, to_js};
-use super::store::{promise, ManaStore, StoreInner};
+use super::store::{pending_row, promise, ManaStore, StoreInner};
 use crate::claim::Claim;
-use crate::crypto::{FieldCipher, Vault, VAULT_KEY_LEN};
-use crate::protocol::Change;
+use crate::crypto::{Vault, VAULT_KEY_LEN};
 
 type JsResult<T> = Result<T, JsCodedError>;
 
@@ -31,10 +30,6 @@ fn vault_key_option(options: &JsValue) -> JsResult<Option<Vec<u8>>> {
         .dyn_into::<js_sys::Uint8Array>()
         .map_err(|_| JsCodedError::new("invalid_key", "vaultKey must be a Uint8Array"))?;
     Ok(Some(key.to_vec()))
-}
-
-fn internal(e: impl std::fmt::Display) -> JsCodedError {
-    JsCodedError::new("internal", e.to_string())
 }
 
 impl StoreInner {
@@ -69,56 +64,44 @@ impl StoreInner {
         let collections: Vec<&str> = self.config.collections().map(|(_, c, _)| c).collect();
         let mut stores = collections.clone();
         stores.extend([PENDING, META]);
-        let (keys, rows) = read_all_with_keys(&self.raw()?, PENDING).await?;
+        let mut rows = self.read_pending().await?;
         let tx = WriteTx::begin(&self.raw()?, &stores)?;
+        let mut records = Vec::with_capacity(collections.len());
+        for collection in &collections {
+            let stored: Vec<Value> = from_js(&tx.get_all(collection).await?.into(), "internal")?;
+            records.push(stored);
+        }
+        // Nothing is awaited from here to the commit, so the vault and the random pool are
+        // borrowed once.
         {
             let vault = self.vault.borrow();
-            let new_cipher: Option<&FieldCipher> = new_vault.cipher().ok();
-            let reseal = new_cipher.map(|n| (vault.cipher().ok(), n));
+            let reseal = new_vault.cipher().ok().map(|n| (vault.cipher().ok(), n));
             let mut random = self.random.borrow_mut();
             let mut claim = Claim::new(&self.registry, user_id, reseal, &mut random);
-            for (key, row) in keys.iter().zip(rows.iter()) {
-                let text = js_sys::Reflect::get(&row, &"changes".into())
-                    .ok()
-                    .and_then(|c| c.as_string());
-                let mut changes: Vec<Change> = match text {
-                    Some(t) => serde_json::from_str(&t).map_err(internal)?,
-                    None => from_js(
-                        &js_sys::Reflect::get(&row, &"changes".into()).unwrap_or_default(),
-                        "internal",
-                    )?,
-                };
+            for row in &mut rows {
                 let mut touched = false;
-                for c in &mut changes {
+                for c in &mut row.changes {
                     touched |= claim.change(c)?;
                 }
                 if touched {
-                    let text = serde_json::to_string(&changes).map_err(internal)?;
-                    js_sys::Reflect::set(&row, &"changes".into(), &text.into())
-                        .map_err(|_| internal("rewriting a pending row"))?;
-                    tx.put_at(PENDING, &row, key.as_f64().unwrap_or_default())?;
+                    let value = pending_row(&row.changes, js_sys::Date::now())?;
+                    tx.put_at(PENDING, &value, row.key as f64)?;
                 }
             }
-        }
-        for collection in &collections {
-            let stored: Vec<Value> = from_js(&tx.get_all(collection).await?.into(), "internal")?;
-            let vault = self.vault.borrow();
-            let new_cipher: Option<&FieldCipher> = new_vault.cipher().ok();
-            let reseal = new_cipher.map(|n| (vault.cipher().ok(), n));
-            let mut random = self.random.borrow_mut();
-            let mut claim = Claim::new(&self.registry, user_id, reseal, &mut random);
-            let mut claimed = Vec::new();
-            for record in stored {
-                let Value::Object(mut record) = record else {
-                    continue;
-                };
-                if claim.record(collection, &mut record)? {
-                    claimed.push(record);
+            for (collection, stored) in collections.iter().zip(records) {
+                let mut claimed = Vec::new();
+                for record in stored {
+                    let Value::Object(mut record) = record else {
+                        continue;
+                    };
+                    if claim.record(collection, &mut record)? {
+                        claimed.push(record);
+                    }
                 }
-            }
-            if !claimed.is_empty() {
-                let array = parse(&serde_json::to_string(&claimed).map_err(internal)?)?;
-                tx.put_all(collection, &array.into())?;
+                if !claimed.is_empty() {
+                    let array = parse(&serde_json::to_string(&claimed).map_err(internal)?)?;
+                    tx.put_all(collection, &array.into())?;
+                }
             }
         }
         tx.put(META, &to_js(&json!({"key": "userId", "value": user_id}))?)?;

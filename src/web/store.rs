@@ -15,7 +15,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 use web_sys::IdbDatabase;
 
-use super::error::JsCodedError;
+use super::error::{internal, JsCodedError};
 use super::idb::{self, META, PENDING};
 use super::idb_write::{open_raw, WriteTx};
 use super::json::{from_js, parse, to_js};
@@ -187,19 +187,14 @@ impl StoreInner {
         self.check_collection(collection)?;
         let _turn = self.write_turn().await;
         let mut commit = self.begin(&[collection])?;
-        // A put replaces: fields of a stored record that the new one lacks are nulled (see
-        // `Writer::put_replacing`), so stored records are read — unless there are none.
-        let empty = commit.count(collection).await? == 0;
         let len = records.length();
         let mut start = 0;
         while start < len {
             let end = len.min(start + PUT_CHUNK);
             let chunk: Vec<Value> = from_js(&records.slice(start, end), "invalid_record")?;
-            let existing = if empty {
-                Vec::new()
-            } else {
-                commit.get_existing(collection, &chunk).await?
-            };
+            // A put replaces: fields of a stored record that the new one lacks are nulled (see
+            // `Writer::put_replacing`), so the stored records are read.
+            let existing = commit.get_existing(collection, &chunk).await?;
             let writes = self.prepare(actor.as_ref(), |w| {
                 chunk
                     .into_iter()
@@ -356,11 +351,6 @@ impl Commit {
         Ok(Some(from_js(&v, "internal")?))
     }
 
-    /// How many records a collection holds, read inside this transaction.
-    pub async fn count(&self, collection: &str) -> JsResult<u32> {
-        self.tx.count(collection).await
-    }
-
     /// The stored records of the ids of `records` (`None` where absent or without an id),
     /// all read at once inside this transaction.
     pub async fn get_existing(
@@ -377,8 +367,7 @@ impl Commit {
             })
             .collect();
         // A record without a string id reads as absent; `put` refuses it afterwards.
-        let found = self.tx.get_many(collection, &ids).await?;
-        from_js(&found.into(), "internal")
+        read_existing(&self.tx, collection, &ids).await
     }
 
     /// Every stored record of a collection, read inside this transaction.
@@ -416,21 +405,57 @@ impl Commit {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let row = js_sys::Object::new();
-        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
-        let text = serde_json::to_string(&self.pending).map_err(internal)?;
-        set("count", (self.pending.len() as u32).into())
-            .and_then(|_| set("createdAt", self.created_at.into()))
-            .and_then(|_| set("changes", text.into()))
-            .map_err(|_| internal("building a pending row"))?;
-        self.tx.add(PENDING, &row)?;
+        self.tx
+            .add(PENDING, &pending_row(&self.pending, self.created_at)?)?;
         self.pending.clear();
         Ok(())
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> JsCodedError {
-    JsCodedError::new("internal", e.to_string())
+/// One `_pendingChanges` row `{count, createdAt, changes}`, `changes` the JSON text of the
+/// changes in order (see [`Commit::flush_pending`]).
+pub(crate) fn pending_row(changes: &[Change], created_at: f64) -> JsResult<JsValue> {
+    let row = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
+    let text = serde_json::to_string(changes).map_err(internal)?;
+    set("count", (changes.len() as u32).into())
+        .and_then(|_| set("createdAt", created_at.into()))
+        .and_then(|_| set("changes", text.into()))
+        .map_err(|_| internal("building a pending row"))?;
+    Ok(row.into())
+}
+
+/// The changes of a `_pendingChanges` row: JSON text since the layout of docs/client.md, an
+/// array in rows written before it.
+pub(crate) fn pending_changes(row: &JsValue) -> JsResult<Vec<Change>> {
+    let changes =
+        js_sys::Reflect::get(row, &"changes".into()).map_err(|_| internal("pending row"))?;
+    match changes.as_string() {
+        Some(text) => serde_json::from_str(&text).map_err(internal),
+        None => from_js(&changes, "internal"),
+    }
+}
+
+/// The stored records of `ids` (`None` where absent), read inside the transaction; `ids`
+/// without a string id read as absent. When no stored key lies between the smallest and the
+/// greatest id (new records: a first sync, a bulkPut of fresh ids), one `count` spares every
+/// `get`.
+pub(crate) async fn read_existing(
+    tx: &WriteTx,
+    store: &str,
+    ids: &[&str],
+) -> JsResult<Vec<Option<Value>>> {
+    // IndexedDB orders string keys by UTF-16 code units.
+    let utf16 = |a: &&&str, b: &&&str| a.encode_utf16().cmp(b.encode_utf16());
+    let (Some(lo), Some(hi)) = (ids.iter().min_by(utf16), ids.iter().max_by(utf16)) else {
+        return Ok(Vec::new());
+    };
+    if tx.count_between(store, lo, hi).await? == 0 {
+        return Ok(vec![None; ids.len()]);
+    }
+    let stored = tx.get_many(store, ids).await?;
+    // `undefined` (absent) becomes `null` in the array's JSON.
+    from_js(&stored.into(), "internal")
 }
 
 async fn read_meta(db: &Rexie) -> JsResult<std::collections::HashMap<String, Value>> {

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::error::JsCodedError;
+use super::error::{internal, JsCodedError};
 use super::idb::{META, PENDING, SYNC_META};
 use super::idb_write::{read_all_with_keys, WriteTx};
 use super::json::{from_js, parse, to_js};
-use super::store::StoreInner;
+use super::store::{pending_changes, pending_row, read_existing, StoreInner};
 use crate::crypto::is_encrypted;
-use crate::protocol::{Change, Conflict};
+use crate::protocol::Conflict;
 use crate::sync::apply::{by_record, max_hlc, merge_into};
 use crate::sync::{Apply, PendingRow, RowEdit};
 
@@ -31,27 +31,6 @@ pub(crate) struct Applied {
 /// applied page runs long (a page is up to 1,000 records).
 const APPLY_CHUNK: usize = 250;
 
-/// The stored records of `ids` (`None` where absent), read inside the transaction. When no
-/// stored key falls between the smallest and the greatest id — a first sync, whose pages
-/// bring records this device has never seen — one `count` spares every `get`.
-async fn read_stored(tx: &WriteTx, collection: &str, ids: &[&str]) -> JsResult<Vec<Option<Value>>> {
-    // IndexedDB orders string keys by UTF-16 code units.
-    let utf16 = |a: &&&str, b: &&&str| a.encode_utf16().cmp(b.encode_utf16());
-    let (Some(lo), Some(hi)) = (ids.iter().min_by(utf16), ids.iter().max_by(utf16)) else {
-        return Ok(Vec::new());
-    };
-    if tx.count_between(collection, lo, hi).await? == 0 {
-        return Ok(vec![None; ids.len()]);
-    }
-    let stored = tx.get_many(collection, ids).await?;
-    // `undefined` (absent) becomes `null` in the array's JSON.
-    from_js(&stored.into(), "internal")
-}
-
-fn internal(e: impl std::fmt::Display) -> JsCodedError {
-    JsCodedError::new("internal", e.to_string())
-}
-
 fn cursor_key(app: &str, collection: &str) -> String {
     format!("{app}/{collection}")
 }
@@ -65,16 +44,9 @@ impl StoreInner {
             let key = key
                 .as_f64()
                 .ok_or_else(|| internal("a pending row without a numeric key"))?;
-            let changes = js_sys::Reflect::get(&row, &"changes".into())
-                .map_err(|_| internal("pending row"))?;
-            // JSON text since the row layout of docs/client.md; arrays before it.
-            let changes: Vec<Change> = match changes.as_string() {
-                Some(text) => serde_json::from_str(&text).map_err(internal)?,
-                None => from_js(&changes, "internal")?,
-            };
             rows.push(PendingRow {
                 key: key as u64,
-                changes,
+                changes: pending_changes(&row)?,
             });
         }
         Ok(rows)
@@ -108,7 +80,7 @@ impl StoreInner {
         for collection in collections {
             let records: Vec<_> = groups.iter().filter(|g| g.0 == collection).collect();
             let keys: Vec<&str> = records.iter().map(|g| g.1).collect();
-            let mut stored = read_stored(&tx, collection, &keys).await?.into_iter();
+            let mut stored = read_existing(&tx, collection, &keys).await?.into_iter();
             let mut ids = Vec::new();
             // Merged and put in chunks, yielding to the event loop between them.
             for chunk in records.chunks(APPLY_CHUNK) {
@@ -134,13 +106,7 @@ impl StoreInner {
             match edit {
                 RowEdit::Delete(key) => tx.delete(PENDING, *key as f64)?,
                 RowEdit::Replace { key, changes } => {
-                    let row = js_sys::Object::new();
-                    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
-                    let text = serde_json::to_string(changes).map_err(internal)?;
-                    set("count", (changes.len() as u32).into())
-                        .and_then(|_| set("createdAt", js_sys::Date::now().into()))
-                        .and_then(|_| set("changes", text.into()))
-                        .map_err(|_| internal("building a pending row"))?;
+                    let row = pending_row(changes, js_sys::Date::now())?;
                     tx.put_at(PENDING, &row, *key as f64)?;
                 }
             }
@@ -192,5 +158,3 @@ impl StoreInner {
         by_field.into_values().collect()
     }
 }
-
-use wasm_bindgen::JsValue;

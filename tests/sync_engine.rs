@@ -137,11 +137,16 @@ impl Sim {
         });
     }
 
-    fn apply_ok(&mut self) -> mana_sync::sync::Apply {
-        let apply = self.expect("apply", |e| match e {
+    /// The pending `Apply`, not yet answered.
+    fn apply_effect(&mut self) -> mana_sync::sync::Apply {
+        self.expect("apply", |e| match e {
             Effect::Apply(a) => Some(a.clone()),
             _ => None,
-        });
+        })
+    }
+
+    fn apply_ok(&mut self) -> mana_sync::sync::Apply {
+        let apply = self.apply_effect();
         self.input(Input::Applied {
             id: apply.id,
             result: Ok(()),
@@ -245,10 +250,7 @@ fn a_pull_loops_while_has_more_and_a_cursor_moves_only_once_applied() {
     s.input(Input::Pending(vec![]));
     let req = s.http();
     s.answer(&req, 200, &page("snapshot:9:1000", true));
-    let apply = s.expect("apply", |e| match e {
-        Effect::Apply(a) => Some(a.clone()),
-        _ => None,
-    });
+    let apply = s.apply_effect();
     assert_eq!(
         apply.cursors,
         [("notes".to_string(), "snapshot:9:1000".to_string())]
@@ -267,10 +269,7 @@ fn a_pull_loops_while_has_more_and_a_cursor_moves_only_once_applied() {
         .contains(&("since".into(), "snapshot:9:1000".into())));
     // A failed write of a page: nothing moves, the round fails with the store's code.
     s.answer(&next, 200, &page("9", false));
-    let apply = s.expect("apply", |e| match e {
-        Effect::Apply(a) => Some(a.clone()),
-        _ => None,
-    });
+    let apply = s.apply_effect();
     s.input(Input::Applied {
         id: apply.id,
         result: Err(mana_sync::sync::SyncError::Local {
@@ -657,10 +656,7 @@ fn the_next_page_is_requested_while_one_is_written_and_applied_in_order() {
     s.input(Input::Pending(vec![]));
     let first = s.http();
     s.answer(&first, 200, &page("snapshot:9:1", true));
-    let apply1 = s.expect("apply", |e| match e {
-        Effect::Apply(a) => Some(a.clone()),
-        _ => None,
-    });
+    let apply1 = s.apply_effect();
     let second = s.http();
     assert!(
         second

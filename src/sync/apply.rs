@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::clock::Hlc;
+use crate::crypto::{is_encrypted, EncryptionRegistry, FieldCipher};
 use crate::merge::{self, meta_entry, RecordState};
 use crate::protocol::{Change, Conflict, FIELD_ID};
 use crate::records::{store_meta, take_meta, RecordError};
@@ -124,4 +125,73 @@ pub fn by_record(changes: &[Change]) -> Vec<(&str, &str, Vec<&Change>)> {
         }
     }
     out
+}
+
+/// The conflicts an applied answer reports to the app: one per field (the last), values of
+/// encrypted fields decrypted (left as they are while the vault is locked, `cipher` `None`),
+/// and none where both sides are one plaintext (two ciphertexts of one value differ).
+pub fn open_conflicts(
+    registry: &EncryptionRegistry,
+    cipher: Option<&FieldCipher>,
+    conflicts: Vec<Conflict>,
+) -> Vec<Conflict> {
+    let mut by_field: BTreeMap<(String, String, String), Conflict> = BTreeMap::new();
+    for mut c in conflicts {
+        if let (true, Some(cipher)) = (registry.is_encrypted_field(&c.collection, &c.field), cipher)
+        {
+            for v in [&mut c.was_local, &mut c.now_server] {
+                if is_encrypted(v) {
+                    if let Ok(plain) = cipher.decrypt(&c.collection, &c.id, &c.field, v) {
+                        *v = plain;
+                    }
+                }
+            }
+        }
+        if c.was_local != c.now_server {
+            by_field.insert((c.collection.clone(), c.id.clone(), c.field.clone()), c);
+        }
+    }
+    by_field.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conflicts_are_decrypted_deduplicated_and_dropped_when_equal() {
+        let registry = EncryptionRegistry::new([("notes".to_string(), vec!["title".to_string()])]);
+        let cipher = FieldCipher::new(&[1; 32]);
+        let seal = |v: &str, n: u8| {
+            Value::String(cipher.encrypt("notes", "n1", "title", &json!(v), [n; 12]))
+        };
+        let conflict = |field: &str, was: Value, now: Value| Conflict {
+            collection: "notes".into(),
+            id: "n1".into(),
+            field: field.into(),
+            was_local: was,
+            now_server: now,
+            local_at: "a".into(),
+            server_at: "b".into(),
+        };
+        let found = vec![
+            conflict("title", seal("mine", 1), seal("theirs", 2)),
+            conflict("title", seal("mine", 3), seal("final", 4)),
+            conflict("body", json!("x"), json!("y")),
+            conflict("body2", json!("same"), json!("same")),
+        ];
+        let open = open_conflicts(&registry, Some(&cipher), found.clone());
+        assert_eq!(open.len(), 2);
+        assert_eq!(
+            (open[1].was_local.clone(), open[1].now_server.clone()),
+            (json!("mine"), json!("final"))
+        );
+        // One plaintext under two nonces is no conflict.
+        let same = vec![conflict("title", seal("v", 5), seal("v", 6))];
+        assert!(open_conflicts(&registry, Some(&cipher), same).is_empty());
+        // Locked: values stay ciphertext.
+        let locked = open_conflicts(&registry, None, found);
+        assert!(is_encrypted(&locked[1].was_local));
+    }
 }

@@ -12,9 +12,8 @@ use super::idb::{META, PENDING, SYNC_META};
 use super::idb_write::{read_all_with_keys, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::store::{pending_changes, pending_row, read_existing, StoreInner};
-use crate::crypto::is_encrypted;
 use crate::protocol::Conflict;
-use crate::sync::apply::{by_record, max_hlc, merge_into};
+use crate::sync::apply::{by_record, max_hlc, merge_into, open_conflicts};
 use crate::sync::{Apply, PendingRow, RowEdit};
 
 type JsResult<T> = Result<T, JsCodedError>;
@@ -128,33 +127,8 @@ impl StoreInner {
         }
         conflicts.extend(apply.conflicts.iter().cloned());
         Ok(Applied {
-            conflicts: self.open_conflicts(conflicts),
+            conflicts: open_conflicts(&self.registry, self.vault.borrow().cipher().ok(), conflicts),
             changed,
         })
-    }
-
-    /// One conflict per field, values decrypted (left as they are while the vault is locked);
-    /// two ciphertexts of one plaintext are no conflict.
-    fn open_conflicts(&self, conflicts: Vec<Conflict>) -> Vec<Conflict> {
-        let vault = self.vault.borrow();
-        let cipher = vault.cipher().ok();
-        let mut by_field: BTreeMap<(String, String, String), Conflict> = BTreeMap::new();
-        for mut c in conflicts {
-            if self.registry.is_encrypted_field(&c.collection, &c.field) {
-                if let Some(cipher) = cipher {
-                    for v in [&mut c.was_local, &mut c.now_server] {
-                        if is_encrypted(v) {
-                            if let Ok(plain) = cipher.decrypt(&c.collection, &c.id, &c.field, v) {
-                                *v = plain;
-                            }
-                        }
-                    }
-                }
-            }
-            if c.was_local != c.now_server {
-                by_field.insert((c.collection.clone(), c.id.clone(), c.field.clone()), c);
-            }
-        }
-        by_field.into_values().collect()
     }
 }

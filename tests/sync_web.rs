@@ -611,3 +611,74 @@ async fn a_guest_works_locally_and_its_writes_upload_after_sign_in() {
     let again = ManaStore::open_with(cfg).await.unwrap();
     assert_eq!(again.user_id(), user);
 }
+
+#[wasm_bindgen_test]
+async fn bad_sync_options_and_sign_ins_get_coded_errors_and_change_nothing() {
+    let (a, _) = device(&unique("ivan")).await;
+    let sync_code = |opts: Value, token: Option<js_sys::Function>| {
+        let o = js(opts);
+        if let Some(t) = token {
+            js_sys::Reflect::set(&o, &"token".into(), &t).unwrap();
+        }
+        let err = a.sync(o).err().expect("refused");
+        js_sys::Reflect::get(&err, &"code".into())
+            .unwrap()
+            .as_string()
+            .unwrap()
+    };
+    let t = || Some(token_fn("x"));
+    assert_eq!(
+        sync_code(json!({"url": "ftp://x", }), t()),
+        "invalid_options"
+    );
+    assert_eq!(
+        sync_code(json!({"url": sync_url()}), None),
+        "invalid_options",
+        "no token()"
+    );
+    assert_eq!(
+        sync_code(json!({"url": sync_url(), "token": "jwt"}), None),
+        "invalid_options"
+    );
+    assert_eq!(
+        sync_code(json!({"url": sync_url(), "apps": ["nope"]}), t()),
+        "invalid_options"
+    );
+    let sa = sync_of(&a, "x", false);
+    let err = sa.on("bogus".into(), token_fn("x")).err().unwrap();
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"code".into()).unwrap(),
+        "invalid_options"
+    );
+
+    // signIn: a store of another user, an empty user, a short key — each refused, nothing moved.
+    ok_js(a.put("notes".into(), js(json!({"id": "s1", "title": "t"})), None)).await;
+    let before = get(&a, "notes", "s1").await;
+    assert_eq!(
+        code(a.sign_in("someone-else".into(), None)).await,
+        "already_signed_in"
+    );
+    let mut cfg = config(&unique("guest-bad"), "");
+    cfg.user_id = String::new();
+    let guest = ManaStore::open_with(cfg).await.unwrap();
+    ok_js(guest.unlock(&KEY)).await;
+    ok_js(guest.put("notes".into(), js(json!({"id": "g", "title": "t"})), None)).await;
+    assert_eq!(
+        code(guest.sign_in("  ".into(), None)).await,
+        "invalid_options"
+    );
+    let short = js(json!({}));
+    js_sys::Reflect::set(
+        &short,
+        &"vaultKey".into(),
+        &js_sys::Uint8Array::from(&[1u8; 5][..]),
+    )
+    .unwrap();
+    assert_eq!(
+        code(guest.sign_in("u".into(), Some(short.unchecked_into()))).await,
+        "invalid_key"
+    );
+    assert_eq!(guest.user_id(), "", "still a guest");
+    assert_eq!(get(&guest, "notes", "g").await["spaceId"], "_personal:");
+    assert_eq!(get(&a, "notes", "s1").await, before);
+}

@@ -174,6 +174,23 @@ pub fn node_id_from_client_id(client_id: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"))
 }
 
+/// Low bits of a node id that tell apart the stores one device opened (one per tab): the
+/// high bits come from the client id, so [`same_device`] still recognises this device's writes.
+pub const TAB_BITS: u32 = 24;
+const TAB_MASK: u64 = (1 << TAB_BITS) - 1;
+
+/// The node id of one opening of a store: the device's [`node_id_from_client_id`] with its low
+/// [`TAB_BITS`] replaced by `tab`, a number no other open store of this device holds. Two tabs
+/// keep separate clocks, so without it they could issue the very same timestamp.
+pub fn tab_node(client_id: &str, tab: u32) -> u64 {
+    (node_id_from_client_id(client_id) & !TAB_MASK) | (u64::from(tab) & TAB_MASK)
+}
+
+/// Whether two node ids belong to one device (they differ at most in the tab bits).
+pub fn same_device(a: u64, b: u64) -> bool {
+    a & !TAB_MASK == b & !TAB_MASK
+}
+
 /// A hybrid logical clock. Issues strictly increasing timestamps that never fall below any
 /// timestamp it has issued or observed, whatever the wall clock does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +318,20 @@ fn civil_from_millis(millis: u64) -> (u64, u64, u64, u64, u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tab_nodes_differ_per_tab_and_stay_one_device() {
+        let a = tab_node("client-1", 1);
+        let b = tab_node("client-1", 2);
+        assert_ne!(a, b);
+        assert!(same_device(a, b));
+        assert!(!same_device(a, tab_node("client-2", 1)));
+        // Tab numbers wrap inside their bits instead of spilling into the device's.
+        assert!(same_device(a, tab_node("client-1", u32::MAX)));
+        let mut one = Clock::new(a);
+        let mut two = Clock::new(b);
+        assert_ne!(one.now(5).unwrap(), two.now(5).unwrap());
+    }
 
     #[test]
     fn formats_and_parses_the_documented_example() {

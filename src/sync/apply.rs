@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::clock::Hlc;
+use crate::clock::{same_device, Hlc};
 use crate::crypto::{is_encrypted, EncryptionRegistry, FieldCipher};
 use crate::merge::{self, meta_entry, RecordState};
 use crate::protocol::{Change, Conflict, FIELD_ID};
@@ -23,8 +23,9 @@ pub struct Merged {
 }
 
 /// Applies `changes` (all of one record, in server order) to its stored form. `own_node` is
-/// this device's HLC node: a conflict is reported only where the overwritten value was
-/// written here (a remote value beating another remote value is no one's lost edit).
+/// this tab's HLC node: a conflict is reported only where the overwritten value was written on
+/// this device, in any of its tabs (a remote value beating another remote value is no one's
+/// lost edit).
 pub fn merge_into(
     stored: Option<Value>,
     id: &str,
@@ -58,7 +59,7 @@ pub fn merge_into(
         for c in found {
             let local = before.fields.get(&c.field);
             let ours =
-                local.is_some_and(|l| l.at.node == own_node && l.at.to_string() == c.local_at);
+                local.is_some_and(|l| same_device(l.at.node, own_node) && l.at.to_string() == c.local_at);
             if ours {
                 conflicts.insert(c.field.clone(), c);
             }

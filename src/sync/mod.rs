@@ -9,12 +9,14 @@
 //! - [`answer`]: an HTTP answer → a validated page or a coded [`SyncError`].
 //! - [`apply`]: merging remote changes into stored records (the driver's one commit path).
 //! - [`backoff`]: exponential backoff with full jitter.
+//! - [`lease`]: which tab runs the engine (Web Locks leader, followers over a channel).
 
 pub mod answer;
 pub mod apply;
 pub mod backoff;
 pub mod engine;
 pub mod error;
+pub mod lease;
 pub mod outbox;
 pub mod request;
 pub mod status;

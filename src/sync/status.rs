@@ -1,8 +1,8 @@
 //! What an app shows of sync (DESIGN §7).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncStatus {
     /// No token (a guest, or signed out): everything works locally, pending accumulates.

@@ -23,7 +23,7 @@ use super::listeners::Listeners;
 use super::query::ListQuery;
 use super::tabs::TabChannel;
 use super::types::{ListQueryJs, WriteOptionsJs};
-use crate::clock::{node_id_from_client_id, Clock, Hlc};
+use crate::clock::{tab_node, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
 use crate::protocol::Change;
 use crate::records::{self, PreparedWrite, RecordError, Writer};
@@ -458,6 +458,29 @@ pub(crate) async fn read_existing(
     from_js(&stored.into(), "internal")
 }
 
+/// Numbers this opening of the store among every opening on this device (tabs, or two stores
+/// on one database): one read-write transaction, so two tabs opening at once get different
+/// numbers, and thus different HLC nodes.
+async fn next_tab(db: &Rexie) -> JsResult<u32> {
+    let tx = db.transaction(&[META], TransactionMode::ReadWrite)?;
+    let meta = tx.store(META)?;
+    let row = meta.get(JsValue::from_str("tabs")).await?;
+    let row: Option<Value> = match row {
+        Some(v) if !v.is_undefined() => from_js(&v, "internal")?,
+        _ => None,
+    };
+    let last = row
+        .as_ref()
+        .and_then(|r| r.get("value"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let tab = (last + 1) % (1 << crate::clock::TAB_BITS);
+    meta.put(&to_js(&json!({"key": "tabs", "value": tab}))?, None)
+        .await?;
+    tx.done().await?;
+    Ok(tab as u32)
+}
+
 async fn read_meta(db: &Rexie) -> JsResult<std::collections::HashMap<String, Value>> {
     let tx = db.transaction(&[META], TransactionMode::ReadOnly)?;
     let rows = tx.store(META)?.get_all(None, None).await?;
@@ -487,7 +510,7 @@ impl ManaStore {
                     .to_string()
             }
         };
-        let node = node_id_from_client_id(&client_id);
+        let node = tab_node(&client_id, next_tab(&db).await?);
         let clock = match meta.get("clock").and_then(Value::as_str).map(Hlc::parse) {
             Some(Ok(last)) => Clock::resume(node, last),
             _ => Clock::new(node),

@@ -1,252 +1,287 @@
-// End-to-end test of the demo app: builds it with Vite, serves www/dist from a tiny static
-// server on 127.0.0.1 (random port), and drives Debian's Chromium through playwright-core.
+// End to end: the production build of the demo against a real `mana-sync-server --dev`, in
+// Debian's Chromium (playwright-core). Two browser contexts are two devices of one user; a
+// third is a fresh device for the backup import.
 //
-//   node --test tests/e2e.mjs          (scripts/ci/test-demo.sh builds pkg/ first)
+//   node --test tests/e2e.mjs     (scripts/ci/test-demo.sh builds pkg/ and the server first)
 //
-// Env: CHROMIUM (default /usr/bin/chromium), SKIP_BUILD=1 to reuse www/dist,
-//      SCREENSHOT (default /tmp/mana-demo-e2e.png).
+// Env: CHROMIUM (default /usr/bin/chromium), MANA_SYNC_SERVER (default
+// ../target/debug/mana-sync-server), SKIP_BUILD=1 to reuse www/dist. Screenshots go to
+// www/test-results/.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { createServer } from "node:http";
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, extname, normalize, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import {
+  WWW, TIMEOUT, buildApp, serveStatic, startSyncServer, launchChromium, eventually,
+} from "./harness.mjs";
 
-const WWW = join(dirname(fileURLToPath(import.meta.url)), "..");
-const DIST = join(WWW, "dist");
-const SCREENSHOT = process.env.SCREENSHOT ?? "/tmp/mana-demo-e2e.png";
+const SHOTS = join(WWW, "test-results");
+const USER = "alice";
 const PASSPHRASE = "correct horse battery staple";
-const TIMEOUT = 10_000;
+const BACKUP_PASSPHRASE = "backup passphrase";
 
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".svg": "image/svg+xml",
-  ".json": "application/json",
-};
-
-/** Serves `root` on 127.0.0.1:0; unknown paths get index.html (single-page app). */
-async function serve(root) {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-    let file = join(root, path.endsWith("/") ? `${path}index.html` : path);
-    if (!file.startsWith(root)) file = join(root, "index.html");
-    let body;
-    try {
-      body = await readFile(file);
-    } catch {
-      file = join(root, "index.html");
-      body = await readFile(file);
-    }
-    res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream" });
-    res.end(body);
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, url: `http://127.0.0.1:${server.address().port}/` };
-}
-
-/** Opens the demo in a fresh browser context (its own IndexedDB and sessionStorage). */
-async function openApp(browser, url, errors) {
-  const context = await browser.newContext({ acceptDownloads: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(`console.error: ${m.text()}`);
-  });
-  await page.goto(url);
-  await page.getByTestId("vault-status").waitFor();
-  return { context, page };
-}
-
-/** Retries `check` until it stops throwing (the UI updates asynchronously). */
-async function eventually(check, timeout = TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-const text = async (page, testId) => (await page.getByTestId(testId).textContent()).trim();
-const titles = (page) => page.getByTestId("note-item-title").allTextContents();
-
-async function addNote(page, title, content) {
-  await page.getByLabel("Title").fill(title);
-  await page.getByLabel("Content").fill(content);
-  await page.getByRole("button", { name: "Add note" }).click();
-}
-
-async function expectError(page, code) {
-  await eventually(async () => assert.equal(await text(page, "error-code"), code));
-}
-
-describe("mana-sync demo app", { timeout: 120_000 }, () => {
-  let server, url, browser, tmp, backupPath;
-  let first; // the first browser context's { context, page }
+describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => {
+  let app, server, browser, tmp;
+  let laptop, phone; // the two devices: { name, context, page }
   const errors = [];
 
-  before(async () => {
-    if (process.env.SKIP_BUILD !== "1") {
-      const vite = join(WWW, "node_modules", "vite", "bin", "vite.js");
-      const build = spawnSync(process.execPath, [vite, "build", "--logLevel", "warn"], {
-        cwd: WWW,
-        stdio: "inherit",
-      });
-      assert.equal(build.status, 0, "vite build failed");
-    }
-    ({ server, url } = await serve(DIST));
-    tmp = await mkdtemp(join(tmpdir(), "mana-demo-e2e-"));
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
+  /** A fresh browser context (its own IndexedDB and storage) on the demo. */
+  async function openDevice(name) {
+    const context = await browser.newContext({ acceptDownloads: true });
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    page.on("pageerror", (e) => errors.push(`${name}: pageerror: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`${name}: console.error: ${m.text()}`);
     });
+    await page.goto(`${app.url}?server=${encodeURIComponent(server.url)}`);
+    await page.getByRole("form", { name: "New note" }).waitFor();
+    return { name, context, page };
+  }
+
+  const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  const statusOf = (page) => page.getByRole("status").getAttribute("data-status");
+  const pendingOf = async (page) => Number(await page.getByTestId("pending-count").textContent());
+  const waitStatus = (page, status, timeout) =>
+    eventually(async () => assert.equal(await statusOf(page), status), timeout);
+  const noteTitles = (page) => page.getByTestId("note-title").allTextContents();
+  const note = (page, title) => page.getByTestId("note").filter({ hasText: title });
+  const task = (page, title) => page.getByTestId("task").filter({ hasText: title });
+  const go = (page, name) => page.getByRole("navigation").getByRole("link", { name }).click();
+
+  async function addNote(page, title, content = "") {
+    const form = page.getByRole("form", { name: "New note" });
+    await form.getByLabel("Title").fill(title);
+    await form.getByLabel("Content").fill(content);
+    await form.getByRole("button", { name: "Add" }).click();
+    await note(page, title).waitFor();
+  }
+
+  async function editNoteTitle(page, from, to) {
+    await note(page, from).getByRole("button", { name: "Edit" }).click();
+    const form = page.getByRole("form", { name: "Edit note" });
+    await form.getByLabel("Title").fill(to);
+    await form.getByRole("button", { name: "Save" }).click();
+    await note(page, to).waitFor();
+  }
+
+  async function signIn(page, passphrase = PASSPHRASE) {
+    const form = page.getByRole("form", { name: "Sign in" });
+    await form.getByLabel("User").fill(USER);
+    await form.getByLabel("Passphrase").fill(passphrase);
+    await form.getByRole("button", { name: "Sign in" }).click();
+  }
+
+  before(async () => {
+    buildApp();
+    await mkdir(SHOTS, { recursive: true });
+    tmp = await mkdtemp(join(tmpdir(), "mana-demo-e2e-"));
+    [app, server, browser] = await Promise.all([
+      serveStatic(join(WWW, "dist")),
+      startSyncServer(),
+      launchChromium(),
+    ]);
   });
 
   after(async () => {
     await browser?.close();
-    server?.close();
+    app?.close();
+    await server?.stop();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  it("opens locked with an empty queue", async () => {
-    first = await openApp(browser, url, errors);
-    const { page } = first;
-    assert.equal(await text(page, "vault-status"), "locked");
-    assert.equal(await text(page, "pending-count"), "0");
-    await page.getByTestId("notes-locked").waitFor();
+  it("works as a guest before sign-in: status local, changes pending", async () => {
+    laptop = await openDevice("laptop");
+    const { page } = laptop;
+    assert.equal(await statusOf(page), "local");
+    assert.equal(await page.getByRole("status").textContent().then((t) => /Local only/.test(t)), true);
+    await addNote(page, "Written as a guest", "on the laptop, before signing in");
+    await eventually(async () => assert.equal(await pendingOf(page), 1));
+    await shot(page, "1-notes-guest");
   });
 
-  it("unlocks with a generated key kept in sessionStorage", async () => {
-    const { page } = first;
-    await page.getByRole("button", { name: "Unlock" }).click();
-    await eventually(async () => assert.equal(await text(page, "vault-status"), "unlocked"));
-    await page.getByTestId("notes-empty").waitFor();
-    const key = await page.evaluate(() => sessionStorage.getItem("mana-demo-vault-key"));
-    assert.equal(atob(key).length, 32);
+  it("signs in: the guest's note is claimed and synced", async () => {
+    const { page } = laptop;
+    await signIn(page);
+    await waitStatus(page, "synced");
+    await eventually(async () => assert.equal(await pendingOf(page), 0));
+    await page.getByTestId("last-sync").waitFor();
+    assert.equal(await page.getByTestId("signed-in-user").textContent(), USER);
+    assert.deepEqual(await noteTitles(page), ["Written as a guest"]);
+    await shot(page, "2-synced");
   });
 
-  it("adds two notes and the live query lists them, newest first", async () => {
-    const { page } = first;
-    await addNote(page, "Groceries", "eggs, milk");
-    await eventually(async () => assert.deepEqual(await titles(page), ["Groceries"]));
-    await addNote(page, "Ideas", "a local-first notes app");
-    await eventually(async () => assert.deepEqual(await titles(page), ["Ideas", "Groceries"]));
-  });
-
-  it("edits a note", async () => {
-    const { page } = first;
-    await page.getByRole("button", { name: "Edit Groceries" }).click();
-    assert.equal(await page.getByLabel("Title").inputValue(), "Groceries");
-    await page.getByLabel("Title").fill("Groceries (Saturday)");
-    await page.getByLabel("Content").fill("eggs, milk, bread");
-    await page.getByRole("button", { name: "Save changes" }).click();
-    // The edit bumps updatedAt, so the note moves to the top.
-    await eventually(async () =>
-      assert.deepEqual(await titles(page), ["Groceries (Saturday)", "Ideas"]),
-    );
+  it("a guest note written before sign-in reaches the other device after sign-in", async () => {
+    phone = await openDevice("phone");
+    const { page } = phone;
+    await addNote(page, "Phone guest note");
+    await signIn(page);
+    await waitStatus(page, "synced");
+    // The phone reads the laptop's note (same passphrase, same vault key)…
+    await note(page, "Written as a guest").waitFor();
     assert.equal(
-      await page.getByTestId("note").first().getByTestId("note-item-content").textContent(),
-      "eggs, milk, bread",
+      await note(page, "Written as a guest").getByTestId("note-content").textContent(),
+      "on the laptop, before signing in",
     );
-    // The form is back in "add" mode.
-    await page.getByRole("button", { name: "Add note" }).waitFor();
+    // …and the laptop gets the phone's guest note, live.
+    await note(laptop.page, "Phone guest note").waitFor();
   });
 
-  it("deletes a note", async () => {
-    const { page } = first;
-    await page.getByRole("button", { name: "Delete Ideas" }).click();
-    await eventually(async () => assert.deepEqual(await titles(page), ["Groceries (Saturday)"]));
+  it("a note added on one device appears on the other within 2 s, without reload", async () => {
+    const started = Date.now();
+    await addNote(laptop.page, "Live note", "typed on the laptop");
+    await note(phone.page, "Live note").waitFor({ timeout: 2_000 });
+    const ms = Date.now() - started;
+    assert.ok(ms < 2_000, `took ${ms} ms`);
+    console.log(`# live note reached the other device in ${ms} ms`);
   });
 
-  it("counts the pending changes (2 inserts, 1 update, 1 delete)", async () => {
-    const { page } = first;
-    await eventually(async () => assert.equal(await text(page, "pending-count"), "4"));
+  it("a task toggled on one device is toggled on the other", async () => {
+    await go(laptop.page, "Tasks");
+    await go(phone.page, "Tasks");
+    const form = laptop.page.getByRole("form", { name: "New task" });
+    await form.getByLabel("Title").fill("Buy milk");
+    await form.getByRole("button", { name: "Add" }).click();
+    const done = (page) => task(page, "Buy milk").getByRole("checkbox", { name: "Done" });
+    await done(phone.page).waitFor();
+    assert.equal(await done(phone.page).isChecked(), false);
+    await done(laptop.page).check();
+    await eventually(async () => assert.equal(await done(phone.page).isChecked(), true));
+    await go(laptop.page, "Notes");
+    await go(phone.page, "Notes");
   });
 
-  it("refuses writes while locked with vault_locked", async () => {
-    const { page } = first;
-    await page.getByRole("button", { name: "Lock" }).click();
-    assert.equal(await text(page, "vault-status"), "locked");
-    await page.getByTestId("notes-locked").waitFor();
-    await addNote(page, "Secret", "written while locked");
-    await expectError(page, "vault_locked");
-    assert.equal(await text(page, "pending-count"), "4");
+  it("a note added offline shows offline and the pending count, then syncs when back online", async () => {
+    const { page, context } = phone;
+    await context.setOffline(true);
+    await waitStatus(page, "offline");
+    await addNote(page, "Written offline");
+    await eventually(async () => assert.equal(await pendingOf(page), 1));
+    assert.equal(await statusOf(page), "offline");
+    assert.match(await page.getByRole("status").textContent(), /Offline/);
+    await shot(page, "3-offline-pending");
+    await context.setOffline(false);
+    await waitStatus(page, "synced");
+    await eventually(async () => assert.equal(await pendingOf(page), 0));
+    await note(laptop.page, "Written offline").waitFor();
   });
 
-  it("unlocks again with the same key and shows the notes", async () => {
-    const { page } = first;
-    await page.getByRole("button", { name: "Unlock" }).click();
-    await eventually(async () => assert.equal(await text(page, "vault-status"), "unlocked"));
-    await eventually(async () => assert.deepEqual(await titles(page), ["Groceries (Saturday)"]));
-    assert.equal(await page.getByTestId("error").count(), 0, "the error is cleared");
-  });
+  it("concurrent title edits: the losing device shows the conflict toast; Keep mine wins everywhere", async () => {
+    await laptop.context.setOffline(true);
+    await phone.context.setOffline(true);
+    await waitStatus(laptop.page, "offline");
+    await waitStatus(phone.page, "offline");
+    await editNoteTitle(laptop.page, "Live note", "Title from the laptop");
+    await editNoteTitle(phone.page, "Live note", "Title from the phone"); // later: it wins
+    await laptop.context.setOffline(false);
+    await waitStatus(laptop.page, "synced");
+    await phone.context.setOffline(false);
+    await waitStatus(phone.page, "synced");
 
-  it("exports a sealed backup as a .mana download", async () => {
-    const { page } = first;
-    await page.getByLabel("Passphrase (optional)").fill(PASSPHRASE);
-    const [download] = await Promise.all([
-      page.waitForEvent("download"),
-      page.getByRole("button", { name: "Export backup" }).click(),
-    ]);
-    assert.match(download.suggestedFilename(), /^notes-.*\.mana$/);
-    backupPath = join(tmp, download.suggestedFilename());
-    await download.saveAs(backupPath);
-    const bytes = await readFile(backupPath);
-    assert.ok(bytes.length > 0, "the backup is not empty");
-    await page.getByTestId("export-result").waitFor();
-    assert.match(await text(page, "export-result"), /sealed with the passphrase/);
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
-  });
+    const toast = laptop.page.getByTestId("conflict-toast");
+    await toast.waitFor();
+    assert.equal(await toast.getByTestId("conflict-mine").textContent(), "Title from the laptop");
+    assert.equal(await toast.getByTestId("conflict-theirs").textContent(), "Title from the phone");
+    await note(laptop.page, "Title from the phone").waitFor();
+    await shot(laptop.page, "4-conflict-toast");
 
-  it("a fresh browser profile refuses the backup with a wrong passphrase", async () => {
-    const second = await openApp(browser, url, errors);
-    const { page } = second;
-    try {
-      await page.getByRole("button", { name: "Unlock" }).click();
-      await page.getByTestId("notes-empty").waitFor();
-      await page.getByLabel("Passphrase (optional)").fill("not the passphrase");
-      await page.getByLabel("Import backup").setInputFiles(backupPath);
-      await expectError(page, "wrong_passphrase");
-      assert.equal(await page.getByTestId("import-report").count(), 0);
-      await page.getByTestId("notes-empty").waitFor();
-
-      // …and imports it with the right one: the notes appear through the live query.
-      await page.getByLabel("Passphrase (optional)").fill(PASSPHRASE);
-      await page.getByLabel("Import backup").setInputFiles(backupPath);
-      await page.getByTestId("import-report").waitFor();
-      assert.equal(await page.getByTestId("error").count(), 0);
-      // Both rows are imported: the live note and the tombstone of the deleted one.
-      assert.equal(await text(page, "import-imported"), "2");
-      assert.equal(await text(page, "import-skipped"), "0");
-      await eventually(async () => assert.deepEqual(await titles(page), ["Groceries (Saturday)"]));
-      assert.equal(
-        await page.getByTestId("note-item-content").first().textContent(),
-        "eggs, milk, bread",
-      );
-    } finally {
-      await second.context.close();
+    await toast.getByRole("button", { name: "Keep mine" }).click();
+    await toast.waitFor({ state: "detached" });
+    for (const { page } of [laptop, phone]) {
+      await note(page, "Title from the laptop").waitFor();
+      assert.equal(await note(page, "Title from the phone").count(), 0);
     }
   });
 
-  it("logged no page errors", () => {
-    // The library warns (console.warn, not error) when a live query runs while locked.
+  let backupPath;
+
+  it("exports a sealed backup of one module, with a progress bar", async () => {
+    const { page } = laptop;
+    await go(page, "Settings");
+    const form = page.getByRole("form", { name: "Export" });
+    await form.getByRole("checkbox", { name: "Notes" }).uncheck();
+    await form.getByLabel("Passphrase").fill(BACKUP_PASSPHRASE);
+    const download = page.waitForEvent("download");
+    await form.getByRole("button", { name: "Export backup" }).click();
+    const bar = form.getByRole("progressbar", { name: "Export progress" });
+    await bar.waitFor();
+    await shot(page, "5-backup-progress");
+    const file = await download;
+    await bar.waitFor({ state: "detached" });
+    const day = new Date().toLocaleDateString("sv"); // YYYY-MM-DD, local time like the app
+    assert.equal(file.suggestedFilename(), `${USER}-${day}.mana`);
+    backupPath = join(tmp, file.suggestedFilename());
+    await file.saveAs(backupPath);
+    assert.match(await form.getByTestId("export-result").textContent(), /sealed with your passphrase/);
+  });
+
+  it("imports it into a fresh device: wrong passphrase, tampered and non-backup files get their own message; then only that module comes back", async () => {
+    const fresh = await openDevice("fresh");
+    const { page } = fresh;
+    try {
+      await go(page, "Settings");
+      const form = page.getByRole("form", { name: "Import" });
+      const fileInput = form.getByLabel("Backup file");
+      const message = form.getByTestId("import-error");
+
+      await fileInput.setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("hello") });
+      await message.waitFor();
+      assert.equal(await message.textContent(), "This file is not a mana backup.");
+      assert.equal(await form.getByRole("button", { name: "Import backup" }).count(), 0);
+
+      const bytes = await readFile(backupPath);
+      const tampered = Buffer.from(bytes);
+      tampered[tampered.length - 200] ^= 0x01;
+      const tamperedPath = join(tmp, "tampered.mana");
+      await writeFile(tamperedPath, tampered);
+      await fileInput.setInputFiles(tamperedPath);
+      const sealedPassphrase = form.getByLabel("Passphrase");
+      await sealedPassphrase.fill(BACKUP_PASSPHRASE);
+      await form.getByRole("button", { name: "Import backup" }).click();
+      await message.waitFor();
+      const tamperedText = await message.textContent();
+      assert.match(tamperedText, /changed or damaged/);
+
+      await fileInput.setInputFiles(backupPath);
+      await form.getByTestId("import-file").waitFor();
+      assert.match(await form.getByTestId("import-file").textContent(), /sealed/);
+      await sealedPassphrase.fill("not the passphrase");
+      await form.getByRole("button", { name: "Import backup" }).click();
+      await eventually(async () => assert.match(await message.textContent(), /^Wrong passphrase/));
+      assert.equal(await form.getByTestId("import-summary").count(), 0);
+
+      await sealedPassphrase.fill(BACKUP_PASSPHRASE);
+      await form.getByRole("button", { name: "Import backup" }).click();
+      const summary = form.getByTestId("import-summary");
+      await summary.waitFor();
+      assert.deepEqual(await summary.getByRole("listitem").allTextContents(), ["Tasks: 1 imported, 0 unchanged"]);
+      await shot(page, "6-backup-imported");
+
+      await go(page, "Tasks");
+      await task(page, "Buy milk").waitFor();
+      assert.equal(await task(page, "Buy milk").getByRole("checkbox", { name: "Done" }).isChecked(), true);
+      await go(page, "Notes");
+      await page.getByTestId("empty").waitFor();
+    } finally {
+      await fresh.context.close();
+    }
+  });
+
+  it("sign out locks the vault; signing in again needs the same passphrase", async () => {
+    const { page } = phone;
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByTestId("locked").waitFor();
+    assert.equal(await statusOf(page), "local");
+    await signIn(page, "another passphrase");
+    await page.getByTestId("error").waitFor();
+    assert.equal(await page.getByTestId("error-code").textContent(), "wrong_vault_key");
+    await signIn(page);
+    await waitStatus(page, "synced");
+    await note(page, "Title from the laptop").waitFor();
+  });
+
+  it("logged no console errors and no page errors on any page", () => {
     assert.deepEqual(errors, []);
   });
 });

@@ -192,6 +192,14 @@ describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => 
       await note(page, "Title from the laptop").waitFor();
       assert.equal(await note(page, "Title from the phone").count(), 0);
     }
+    // Now the phone's edit was overwritten by a newer one: it is told so, and dismisses it.
+    const phoneToast = phone.page.getByTestId("conflict-toast");
+    await phoneToast.waitFor();
+    assert.equal(await phoneToast.getByTestId("conflict-mine").textContent(), "Title from the phone");
+    assert.equal(await phoneToast.getByTestId("conflict-theirs").textContent(), "Title from the laptop");
+    await phoneToast.getByRole("button", { name: "Dismiss" }).click();
+    await phoneToast.waitFor({ state: "detached" });
+    await note(phone.page, "Title from the laptop").waitFor();
   });
 
   let backupPath;
@@ -227,6 +235,7 @@ describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => 
 
       await fileInput.setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("hello") });
       await message.waitFor();
+      assert.equal(await message.getAttribute("data-code"), "not_a_mana_archive");
       assert.equal(await message.textContent(), "This file is not a mana backup.");
       assert.equal(await form.getByRole("button", { name: "Import backup" }).count(), 0);
 
@@ -240,15 +249,16 @@ describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => 
       await sealedPassphrase.fill(BACKUP_PASSPHRASE);
       await form.getByRole("button", { name: "Import backup" }).click();
       await message.waitFor();
-      const tamperedText = await message.textContent();
-      assert.match(tamperedText, /changed or damaged/);
+      assert.equal(await message.getAttribute("data-code"), "archive_tampered");
+      assert.match(await message.textContent(), /^This backup was changed or damaged/);
 
       await fileInput.setInputFiles(backupPath);
       await form.getByTestId("import-file").waitFor();
       assert.match(await form.getByTestId("import-file").textContent(), /sealed/);
       await sealedPassphrase.fill("not the passphrase");
       await form.getByRole("button", { name: "Import backup" }).click();
-      await eventually(async () => assert.match(await message.textContent(), /^Wrong passphrase/));
+      await eventually(async () => assert.equal(await message.getAttribute("data-code"), "wrong_passphrase"));
+      assert.match(await message.textContent(), /^Wrong passphrase/);
       assert.equal(await form.getByTestId("import-summary").count(), 0);
 
       await sealedPassphrase.fill(BACKUP_PASSPHRASE);
@@ -276,6 +286,7 @@ describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => 
     await signIn(page, "another passphrase");
     await page.getByTestId("error").waitFor();
     assert.equal(await page.getByTestId("error-code").textContent(), "wrong_vault_key");
+    await page.getByTestId("locked").waitFor();
     await signIn(page);
     await waitStatus(page, "synced");
     await note(page, "Title from the laptop").waitFor();

@@ -90,6 +90,17 @@ export function errorInfo(e) {
   return { code: e?.code ?? "error", message: e?.message ?? String(e) };
 }
 
+/** What the app says for the codes a user can cause (the rest show the library's message). */
+const MESSAGES = {
+  wrong_vault_key: "That passphrase is not the one this device was signed in with.",
+  vault_locked: "The vault is locked: sign in first.",
+};
+
+export function userError(e) {
+  const { code, message } = errorInfo(e);
+  return { code, message: MESSAGES[code] ?? message };
+}
+
 /** Starts a browser download of `bytes`. */
 export function download(bytes, filename) {
   const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
@@ -115,7 +126,11 @@ export const BACKUP_MESSAGES = {
   vault_locked: "Sign in first: the vault is locked.",
 };
 
-export const backupMessage = (e) => BACKUP_MESSAGES[e?.code] ?? errorInfo(e).message;
+/** `{ code, text }` of a failed export, inspection or import. */
+export function backupFailure(e) {
+  const { code, message } = errorInfo(e);
+  return { code, text: BACKUP_MESSAGES[code] ?? message };
+}
 
 /** `<user>-<YYYY-MM-DD>.mana`, in local time. */
 export function backupFilename(user, date = new Date()) {

@@ -1,6 +1,6 @@
 // The app's one piece of shared state: the store, who is signed in, and the sync engine's
 // status, pending count, last sync and conflicts, as Svelte 5 runes.
-import { openStore, guestVaultKey, forgetGuestKey, deriveVaultKey, devToken, errorInfo } from "./mana.js";
+import { openStore, guestVaultKey, forgetGuestKey, deriveVaultKey, devToken, userError } from "./mana.js";
 
 /** Fields whose lost edits the app offers to restore (the ones a user sees). */
 const SHOWN_FIELDS = new Set(["title", "content", "done"]);
@@ -36,7 +36,7 @@ export class Session {
     try {
       return await fn();
     } catch (e) {
-      this.error = errorInfo(e);
+      this.error = userError(e);
     } finally {
       await this.refresh().catch(() => {});
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the npm package and the Svelte demo (www/), then starts the sync server in dev mode on
-# embedded SQLite and serves the demo; Ctrl-C stops both.
+# embedded SQLite and serves the demo's production build; Ctrl-C stops both. The app signs in
+# against the server named by `?server=` in its URL (default http://127.0.0.1:3050).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PORT=${PORT:-3050}          # sync server
@@ -36,7 +37,7 @@ for port in "$PORT" "$WWW_PORT"; do
   done
 done
 echo
-echo "demo: notes app      http://127.0.0.1:$WWW_PORT/"
+echo "demo: app            http://127.0.0.1:$WWW_PORT/?server=http://127.0.0.1:$PORT"
 echo "demo: sync server    http://127.0.0.1:$PORT (dev mode, sqlite://target/demo.db)"
 echo "demo: Ctrl-C stops both"
 # Runs until Ctrl-C, or until either process exits (then the other is stopped too).

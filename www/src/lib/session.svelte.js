@@ -30,6 +30,9 @@ export class Session {
     this.pending = await this.store.pendingCount();
   }
 
+  /** refresh() from an event handler: nobody awaits it. */
+  #refreshLater = () => this.refresh().catch((e) => (this.error = userError(e)));
+
   /** Runs one user action: shows its error if it fails, then refreshes the counters. */
   async act(fn) {
     this.error = null;
@@ -65,7 +68,7 @@ export class Session {
       this.#offs = [
         sync.on("status", (status) => this.#onStatus(status)),
         sync.on("conflict", (c) => this.#onConflict(c)),
-        sync.on("change", () => this.refresh()),
+        sync.on("change", this.#refreshLater),
       ];
       this.#sync = sync;
       sync.start();
@@ -81,13 +84,13 @@ export class Session {
     this.store.lock();
     this.status = "local";
     this.conflicts = [];
-    this.refresh();
+    this.#refreshLater();
   }
 
   #onStatus(status) {
     this.status = status;
     if (status === "synced") this.lastSync = new Date();
-    this.refresh();
+    this.#refreshLater();
   }
 
   #onConflict(c) {

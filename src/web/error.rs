@@ -25,12 +25,17 @@ pub fn internal(e: impl std::fmt::Display) -> JsCodedError {
 
 impl From<JsCodedError> for JsValue {
     fn from(e: JsCodedError) -> JsValue {
-        let err = js_sys::Error::new(&e.message);
-        err.set_name("ManaError");
-        // Setting a property on a fresh Error object cannot fail.
-        let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code.into());
-        err.into()
+        js_error(e.code, &e.message)
     }
+}
+
+/// A JS `Error` named `ManaError` with `.code`; also for codes that crossed a tab boundary.
+pub fn js_error(code: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    err.set_name("ManaError");
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &code.into());
+    err.into()
 }
 
 macro_rules! coded_from {

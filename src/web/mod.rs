@@ -16,8 +16,10 @@ mod store;
 mod store_sync;
 mod sync;
 mod sync_handle;
+mod tab_sync;
 mod tabs;
 mod types;
+mod web_lock;
 mod webcrypto;
 
 pub use backup::{

@@ -171,7 +171,7 @@ impl StoreInner {
     pub(crate) fn changed(&self, collection: &str) {
         self.listeners.notify(collection);
         if let Some(tabs) = self.tabs.borrow().as_ref() {
-            tabs.announce(collection);
+            tabs.post(collection);
         }
     }
 
@@ -542,11 +542,14 @@ impl ManaStore {
             write_turn: futures::lock::Mutex::new(()),
         });
         let weak = Rc::downgrade(&inner);
-        *inner.tabs.borrow_mut() = TabChannel::open(&inner.config.name, move |collection| {
-            if let Some(store) = weak.upgrade() {
-                store.listeners.notify(collection);
-            }
-        });
+        *inner.tabs.borrow_mut() = TabChannel::open(
+            &format!("mana-sync:{}", inner.config.name),
+            move |collection| {
+                if let Some(store) = weak.upgrade() {
+                    store.listeners.notify(collection);
+                }
+            },
+        );
         if !meta.contains_key("clientId") {
             inner.put_meta("clientId", Value::String(client_id)).await?;
         }

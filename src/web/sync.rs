@@ -3,7 +3,7 @@
 //! sync methods, one timer — and feeds their outcomes back as inputs. No decision is made
 //! here.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
@@ -14,13 +14,12 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{MessageEvent, WebSocket};
 
 use super::error::JsCodedError;
-use super::json::to_js;
 use super::store::StoreInner;
 use crate::crypto::RandomPool;
 use crate::sync::answer::{parse_retry_after, HttpAnswer};
+use crate::sync::lease::{EventKind, LeaseInput};
 use crate::sync::{
     Apply, Effect, EngineConfig, HttpMethod, HttpRequest, Input, SplitMix64, SyncEngine, SyncError,
-    SyncStatus,
 };
 
 /// A request that got no answer in this long counts as a network failure.
@@ -34,39 +33,8 @@ pub(crate) struct SyncOptions {
     pub live: bool,
 }
 
-/// App callbacks of `sync.on(event, fn)`.
-#[derive(Default)]
-struct Events {
-    next_id: Cell<u32>,
-    subs: RefCell<Vec<(u32, &'static str, js_sys::Function)>>,
-}
-
-impl Events {
-    fn add(&self, kind: &'static str, f: js_sys::Function) -> u32 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        self.subs.borrow_mut().push((id, kind, f));
-        id
-    }
-
-    fn remove(&self, id: u32) {
-        self.subs.borrow_mut().retain(|(i, _, _)| *i != id);
-    }
-
-    fn emit(&self, kind: &str, value: &JsValue) {
-        let fns: Vec<_> = self
-            .subs
-            .borrow()
-            .iter()
-            .filter(|(_, k, _)| *k == kind)
-            .map(|(_, _, f)| f.clone())
-            .collect();
-        for f in fns {
-            // An app callback that throws must not stop sync.
-            let _ = f.call1(&JsValue::NULL, value);
-        }
-    }
-}
+/// An event listener added to the window: its event's name and its callback.
+type Listener = (&'static str, Closure<dyn FnMut(JsValue)>);
 
 /// A pending `setTimeout`: its handle and the callback it keeps alive.
 type Timer = (JsValue, Closure<dyn FnMut()>);
@@ -76,6 +44,10 @@ struct Socket {
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
+/// What the driver reports to its owner (`TabSync`): the engine's status, settled waiters and
+/// app events, as inputs of the tab's lease.
+pub(crate) type Report = Rc<dyn Fn(LeaseInput)>;
+
 pub(crate) struct Driver {
     me: Weak<Driver>,
     store: Rc<StoreInner>,
@@ -84,13 +56,10 @@ pub(crate) struct Driver {
     /// `None` until the stored cursors are read; inputs wait in `queued` meanwhile.
     engine: RefCell<Option<SyncEngine>>,
     queued: RefCell<Vec<Input>>,
-    status: Cell<SyncStatus>,
-    events: Events,
-    waiters: RefCell<BTreeMap<u64, (js_sys::Function, js_sys::Function)>>,
-    next_waiter: Cell<u64>,
+    report: Report,
     timer: RefCell<Option<Timer>>,
     socket: RefCell<Option<Socket>>,
-    _online: Vec<Closure<dyn FnMut(JsValue)>>,
+    online: Vec<Listener>,
 }
 
 fn now() -> u64 {
@@ -104,36 +73,33 @@ fn global_fn(name: &str) -> Option<js_sys::Function> {
 }
 
 impl Driver {
-    pub fn new(store: Rc<StoreInner>, options: SyncOptions) -> Result<Rc<Driver>, JsCodedError> {
+    /// A driver whose engine starts from the stored cursors; runs nothing until fed.
+    pub fn new(
+        store: Rc<StoreInner>,
+        options: &SyncOptions,
+        report: Report,
+    ) -> Result<Rc<Driver>, JsCodedError> {
         let seed: [u8; 8] = RandomPool::default().array()?;
         let config = EngineConfig {
             live: options.live,
-            ..EngineConfig::new(&store.client_id, store.config.schema_version, options.apps)
+            ..EngineConfig::new(
+                &store.client_id,
+                store.config.schema_version,
+                options.apps.clone(),
+            )
         };
-        let driver = Rc::new_cyclic(|me: &Weak<Driver>| {
-            let online = online_listeners(me);
-            Driver {
-                me: me.clone(),
-                store: store.clone(),
-                base_url: options.url.trim_end_matches('/').to_owned(),
-                token: options.token,
-                engine: RefCell::new(None),
-                queued: RefCell::new(Vec::new()),
-                status: Cell::new(SyncStatus::Local),
-                events: Events::default(),
-                waiters: RefCell::new(BTreeMap::new()),
-                next_waiter: Cell::new(1),
-                timer: RefCell::new(None),
-                socket: RefCell::new(None),
-                _online: online,
-            }
+        let driver = Rc::new_cyclic(|me: &Weak<Driver>| Driver {
+            me: me.clone(),
+            store: store.clone(),
+            base_url: options.url.trim_end_matches('/').to_owned(),
+            token: options.token.clone(),
+            engine: RefCell::new(None),
+            queued: RefCell::new(Vec::new()),
+            report,
+            timer: RefCell::new(None),
+            socket: RefCell::new(None),
+            online: online_listeners(me),
         });
-        let weak = driver.me.clone();
-        store.listeners.on_local_write(Rc::new(move || {
-            if let Some(d) = weak.upgrade() {
-                d.feed(Input::LocalWrite);
-            }
-        }));
         let weak = driver.me.clone();
         spawn_local(async move {
             let Some(d) = weak.upgrade() else { return };
@@ -148,10 +114,6 @@ impl Driver {
         Ok(driver)
     }
 
-    pub fn status(&self) -> SyncStatus {
-        self.status.get()
-    }
-
     /// Hands one input to the engine, then runs what it asks for.
     pub fn feed(&self, input: Input) {
         {
@@ -163,27 +125,6 @@ impl Driver {
             engine.handle(input, now());
         }
         self.drain();
-    }
-
-    /// A `syncNow()` promise, settled by the engine's `Settled` effect.
-    pub fn sync_now(&self) -> js_sys::Promise {
-        let waiter = self.next_waiter.get();
-        self.next_waiter.set(waiter + 1);
-        let promise = js_sys::Promise::new(&mut |resolve, reject| {
-            self.waiters.borrow_mut().insert(waiter, (resolve, reject));
-        });
-        self.feed(Input::SyncNow { waiter });
-        promise
-    }
-
-    pub fn on(&self, kind: &'static str, f: js_sys::Function) -> JsValue {
-        let id = self.events.add(kind, f);
-        let me = self.me.clone();
-        Closure::once_into_js(move || {
-            if let Some(d) = me.upgrade() {
-                d.events.remove(id);
-            }
-        })
     }
 
     fn drain(&self) {
@@ -231,22 +172,9 @@ impl Driver {
                 }
             }
             Effect::WsClose => self.close_socket(),
-            Effect::Status(status) => {
-                self.status.set(status);
-                self.events
-                    .emit("status", &JsValue::from_str(status.as_str()));
-            }
+            Effect::Status(status) => (self.report)(LeaseInput::EngineStatus(status)),
             Effect::Settled { waiter, result } => {
-                let Some((resolve, reject)) = self.waiters.borrow_mut().remove(&waiter) else {
-                    return;
-                };
-                let _ = match result {
-                    Ok(()) => resolve.call0(&JsValue::NULL),
-                    Err(e) => {
-                        let err: JsValue = JsCodedError::new(e.code(), e.to_string()).into();
-                        reject.call1(&JsValue::NULL, &err)
-                    }
-                };
+                (self.report)(LeaseInput::EngineSettled { waiter, result })
             }
         }
     }
@@ -279,15 +207,19 @@ impl Driver {
                     // Events first: an app that calls stop() from one stops before the next
                     // request.
                     for c in &applied.conflicts {
-                        if let Ok(v) = to_js(c) {
-                            d.events.emit("conflict", &v);
+                        if let Ok(value) = serde_json::to_value(c) {
+                            (d.report)(LeaseInput::EngineEvent {
+                                kind: EventKind::Conflict,
+                                value,
+                            });
                         }
                     }
                     for (collection, ids) in &applied.changed {
-                        let ev = serde_json::json!({"collection": collection, "ids": ids});
-                        if let Ok(v) = to_js(&ev) {
-                            d.events.emit("change", &v);
-                        }
+                        let value = serde_json::json!({"collection": collection, "ids": ids});
+                        (d.report)(LeaseInput::EngineEvent {
+                            kind: EventKind::Change,
+                            value,
+                        });
                     }
                     d.feed(Input::Applied { id, result: Ok(()) });
                 }
@@ -377,6 +309,12 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         self.close_socket();
+        if let Some(window) = web_sys::window() {
+            for (name, f) in &self.online {
+                let _ =
+                    window.remove_event_listener_with_callback(name, f.as_ref().unchecked_ref());
+            }
+        }
     }
 }
 
@@ -395,7 +333,7 @@ fn ws_base(http: &str) -> String {
 }
 
 /// The window's `online` / `offline` events (none in a worker).
-fn online_listeners(me: &Weak<Driver>) -> Vec<Closure<dyn FnMut(JsValue)>> {
+fn online_listeners(me: &Weak<Driver>) -> Vec<Listener> {
     let Some(window) = web_sys::window() else {
         return Vec::new();
     };
@@ -409,7 +347,7 @@ fn online_listeners(me: &Weak<Driver>) -> Vec<Closure<dyn FnMut(JsValue)>> {
                 }
             });
             let _ = window.add_event_listener_with_callback(name, f.as_ref().unchecked_ref());
-            f
+            (name, f)
         })
         .collect()
 }

@@ -8,8 +8,9 @@ use wasm_bindgen::JsCast;
 
 use super::error::JsCodedError;
 use super::store::{ManaStore, StoreInner};
-use super::sync::{Driver, SyncOptions};
-use crate::sync::Input;
+use super::sync::SyncOptions;
+use super::tab_sync::TabSync;
+use crate::sync::lease::LeaseInput;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_SYNC: &'static str = r#"
@@ -80,7 +81,7 @@ pub(crate) fn parse_options(
 /// Syncs a store with mana-sync-server. Create with `store.sync(options)`.
 #[wasm_bindgen]
 pub struct ManaSync {
-    driver: Rc<Driver>,
+    tab: Rc<TabSync>,
 }
 
 impl ManaSync {
@@ -89,7 +90,7 @@ impl ManaSync {
         options: SyncOptions,
     ) -> Result<ManaSync, JsCodedError> {
         Ok(ManaSync {
-            driver: Driver::new(store, options)?,
+            tab: TabSync::new(store, options)?,
         })
     }
 }
@@ -97,33 +98,35 @@ impl ManaSync {
 #[wasm_bindgen]
 impl ManaSync {
     /// Syncs automatically from now on: pushes shortly after every write, listens for remote
-    /// changes, retries with backoff, resumes at once when the browser is back online.
+    /// changes, retries with backoff, resumes at once when the browser is back online. Of the
+    /// tabs that started, one (the leader) does the network side for all of them.
     pub fn start(&self) {
-        self.driver.feed(Input::Start);
+        self.tab.feed(LeaseInput::Start);
     }
 
-    /// Stops automatic sync (the answer in flight is still applied). Pending changes stay.
+    /// Stops automatic sync in this tab (the answer in flight is still applied; a leader hands
+    /// over to another started tab). Pending changes stay.
     pub fn stop(&self) {
-        self.driver.feed(Input::Stop);
+        self.tab.feed(LeaseInput::Stop);
     }
 
     /// Resolves once everything pending at the call is acknowledged and every collection was
     /// pulled to the end; rejects with a coded `Error` (`network`, `unauthorized`, …).
     #[wasm_bindgen(js_name = syncNow, unchecked_return_type = "Promise<void>")]
     pub fn sync_now(&self) -> js_sys::Promise {
-        self.driver.sync_now()
+        self.tab.sync_now()
     }
 
     #[wasm_bindgen(getter, unchecked_return_type = "SyncStatus")]
     pub fn status(&self) -> String {
-        self.driver.status().as_str().to_owned()
+        self.tab.status().as_str().to_owned()
     }
 
-    /// Whether this tab runs the network side of sync (every tab does until multi-tab
-    /// leadership lands).
+    /// Whether this tab runs the network side of sync: the leader of the started tabs, or
+    /// any started tab where Web Locks are missing.
     #[wasm_bindgen(getter, js_name = isLeader)]
     pub fn is_leader(&self) -> bool {
-        true
+        self.tab.is_leader()
     }
 
     /// Subscribes to `"status"` (the new status), `"conflict"` (`SyncConflict`) or `"change"`
@@ -141,7 +144,7 @@ impl ManaSync {
             "change" => "change",
             other => return Err(invalid(format!("unknown sync event {other:?}")).into()),
         };
-        Ok(self.driver.on(kind, callback))
+        Ok(self.tab.on(kind, callback))
     }
 }
 

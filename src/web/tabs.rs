@@ -1,6 +1,6 @@
-//! Cross-tab change notification: every committed write posts its collection on a
-//! `BroadcastChannel` named after the database, so live queries in other tabs (and other
-//! stores on the same database) re-run too.
+//! A `BroadcastChannel` of text messages between the tabs of one database. The store posts
+//! every committed write's collection on one (live queries in other tabs re-run); sync posts
+//! its lease messages on another.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -12,13 +12,13 @@ pub struct TabChannel {
 }
 
 impl TabChannel {
-    /// Calls `on_change(collection)` for every write another tab announces. `None` where
-    /// BroadcastChannel is unavailable: only cross-tab updates are lost.
-    pub fn open(db_name: &str, on_change: impl Fn(&str) + 'static) -> Option<TabChannel> {
-        let channel = BroadcastChannel::new(&format!("mana-sync:{db_name}")).ok()?;
+    /// Calls `on_message(text)` for every message another tab posts on channel `name`.
+    /// `None` where BroadcastChannel is unavailable: only cross-tab messages are lost.
+    pub fn open(name: &str, on_message: impl Fn(&str) + 'static) -> Option<TabChannel> {
+        let channel = BroadcastChannel::new(name).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            if let Some(collection) = e.data().as_string() {
-                on_change(&collection);
+            if let Some(text) = e.data().as_string() {
+                on_message(&text);
             }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -28,8 +28,8 @@ impl TabChannel {
         })
     }
 
-    pub fn announce(&self, collection: &str) {
-        let _ = self.channel.post_message(&JsValue::from_str(collection));
+    pub fn post(&self, text: &str) {
+        let _ = self.channel.post_message(&JsValue::from_str(text));
     }
 
     pub fn close(&self) {

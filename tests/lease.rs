@@ -75,14 +75,13 @@ impl Browser {
             LeaseEffect::Post(m) => {
                 for other in 0..self.tabs.len() {
                     if other != tab && self.tabs[other].alive {
-                        self.inbox.push_back((other, LeaseInput::Message(m.clone())));
+                        self.inbox
+                            .push_back((other, LeaseInput::Message(m.clone())));
                     }
                 }
             }
             LeaseEffect::Engine(input) => self.tabs[tab].engine.push(input),
-            LeaseEffect::Settle { waiter, result } => {
-                self.tabs[tab].settled.push((waiter, result))
-            }
+            LeaseEffect::Settle { waiter, result } => self.tabs[tab].settled.push((waiter, result)),
             LeaseEffect::Status(_) => {}
             LeaseEffect::Event { kind, value } => self.tabs[tab].events.push((kind, value)),
         }
@@ -199,10 +198,16 @@ fn a_followers_sync_now_settles_when_the_leader_has_synced() {
     b.start_all();
     b.input(1, LeaseInput::SyncNow { waiter: 7 });
     assert_eq!(b.engine_waiters(0).len(), 1);
-    assert!(b.tabs[1].settled.is_empty(), "not before the leader's round");
+    assert!(
+        b.tabs[1].settled.is_empty(),
+        "not before the leader's round"
+    );
     b.settle_all(0, Ok(()));
     assert_eq!(b.tabs[1].settled, vec![(7, Ok(()))]);
-    assert!(b.tabs[0].settled.is_empty(), "the leader's app had no waiter");
+    assert!(
+        b.tabs[0].settled.is_empty(),
+        "the leader's app had no waiter"
+    );
 }
 
 #[test]
@@ -237,7 +242,11 @@ fn a_follower_that_becomes_leader_runs_its_own_open_requests() {
     b.input(1, LeaseInput::SyncNow { waiter: 3 });
     b.kill(0);
     assert_eq!(b.leader(), 1);
-    assert_eq!(b.engine_waiters(1), vec![3], "its own waiter, not a served one");
+    assert_eq!(
+        b.engine_waiters(1),
+        vec![3],
+        "its own waiter, not a served one"
+    );
     b.settle_all(1, Ok(()));
     assert_eq!(b.tabs[1].settled, vec![(3, Ok(()))]);
 }
@@ -278,7 +287,11 @@ fn status_and_events_reach_every_follower_including_late_ones() {
     assert_eq!(b.tabs[1].lease.status(), SyncStatus::Synced);
     let late = b.open();
     b.input(late, LeaseInput::Start);
-    assert_eq!(b.tabs[late].lease.status(), SyncStatus::Synced, "told on hello");
+    assert_eq!(
+        b.tabs[late].lease.status(),
+        SyncStatus::Synced,
+        "told on hello"
+    );
     let value = serde_json::json!({"collection": "notes", "ids": ["a"]});
     b.input(
         0,

@@ -58,8 +58,9 @@ pub fn merge_into(
         state = next;
         for c in found {
             let local = before.fields.get(&c.field);
-            let ours =
-                local.is_some_and(|l| same_device(l.at.node, own_node) && l.at.to_string() == c.local_at);
+            let ours = local.is_some_and(|l| {
+                same_device(l.at.node, own_node) && l.at.to_string() == c.local_at
+            });
             if ours {
                 conflicts.insert(c.field.clone(), c);
             }

@@ -47,20 +47,30 @@ pub enum EventKind {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum TabMessage {
     /// The sender became the leader: followers resend their unanswered `syncNow()`s.
-    Leader { tab: u64 },
+    Leader {
+        tab: u64,
+    },
     /// A follower joined: the leader answers with its status.
     Hello,
     /// A follower committed a write: the leader pushes it.
     Wrote,
     /// A follower's `syncNow()`, answered by `SyncDone` with the same `tab` and `request`.
-    SyncNow { tab: u64, request: u64 },
+    SyncNow {
+        tab: u64,
+        request: u64,
+    },
     SyncDone {
         tab: u64,
         request: u64,
         error: Option<ErrorBody>,
     },
-    Status { status: SyncStatus },
-    Event { kind: EventKind, value: Value },
+    Status {
+        status: SyncStatus,
+    },
+    Event {
+        kind: EventKind,
+        value: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +83,9 @@ pub enum LeaseInput {
     /// This browser has no Web Locks.
     LocksUnavailable,
     /// The app called `syncNow()`; settled by [`LeaseEffect::Settle`] with this `waiter`.
-    SyncNow { waiter: u64 },
+    SyncNow {
+        waiter: u64,
+    },
     /// This tab committed a write that queued pending changes.
     LocalWrite,
     Message(TabMessage),
@@ -83,7 +95,10 @@ pub enum LeaseInput {
         waiter: u64,
         result: Result<(), SyncError>,
     },
-    EngineEvent { kind: EventKind, value: Value },
+    EngineEvent {
+        kind: EventKind,
+        value: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +117,10 @@ pub enum LeaseEffect {
     /// The status this tab shows changed.
     Status(SyncStatus),
     /// Tell this tab's app.
-    Event { kind: EventKind, value: Value },
+    Event {
+        kind: EventKind,
+        value: Value,
+    },
 }
 
 pub struct Lease {
@@ -227,13 +245,11 @@ impl Lease {
             LeaseInput::EngineSettled { waiter, result } => {
                 let error = result.err().map(|e| body(&e));
                 match self.serving.remove(&waiter) {
-                    Some((tab, request)) => {
-                        self.emit(LeaseEffect::Post(TabMessage::SyncDone {
-                            tab,
-                            request,
-                            error,
-                        }))
-                    }
+                    Some((tab, request)) => self.emit(LeaseEffect::Post(TabMessage::SyncDone {
+                        tab,
+                        request,
+                        error,
+                    })),
                     None => self.emit(LeaseEffect::Settle {
                         waiter,
                         result: error.map_or(Ok(()), Err),

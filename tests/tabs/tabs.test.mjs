@@ -212,8 +212,18 @@ test("two tabs writing 300 records each at once stamp 600 distinct HLCs", async 
   await b.evaluate(() => window.tab.syncNow());
   const records = await serverRecords(user);
   assert.equal(records.size, 600);
-  const hlcs = new Set([...records.values()].map((c) => c.updatedAt ?? Object.values(c.fields)[0].hlc));
+  const hlc = (c) => c.updatedAt ?? Object.values(c.fields)[0].hlc;
+  const hlcs = new Set([...records.values()].map(hlc));
   assert.equal(hlcs.size, 600, "no two writes share a timestamp");
+  // Distinct by construction, not by luck of the wall clock: each tab stamps with its own node
+  // (`<millis>-<counter>-<node>`), which differs from the other tab's only in its tab bits.
+  const nodes = (prefix) => new Set([...records.values()].filter((c) => c.id.startsWith(prefix)).map((c) => hlc(c).slice(-16)));
+  const [na, nb] = [nodes("a-"), nodes("b-")];
+  assert.equal(na.size, 1);
+  assert.equal(nb.size, 1);
+  const [x, y] = [[...na][0], [...nb][0]];
+  assert.notEqual(x, y, "the two tabs stamp with different HLC nodes");
+  assert.equal(x.slice(0, 10), y.slice(0, 10), "one device: only the low 24 bits (the tab) differ");
   await context.close();
 });
 

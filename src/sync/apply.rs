@@ -159,7 +159,35 @@ pub fn open_conflicts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::tab_node;
     use serde_json::json;
+
+    #[test]
+    fn a_write_of_another_tab_of_this_device_that_lost_is_a_conflict() {
+        let hlc = |ms: u64, node: u64| Hlc::new(ms, 0, node).unwrap().to_string();
+        let (tab1, tab2) = (tab_node("device", 1), tab_node("device", 2));
+        let insert: Change = serde_json::from_value(json!({
+            "eventId": "e1", "table": "notes", "id": "n1", "op": "insert",
+            "data": {"id": "n1", "title": "mine"}, "updatedAt": hlc(1_000, tab1),
+        }))
+        .unwrap();
+        let stored = merge_into(None, "n1", &[&insert], tab1).unwrap().stored;
+        let stored = Value::Object(stored.unwrap());
+        let remote: Change = serde_json::from_value(json!({
+            "eventId": "e2", "table": "notes", "id": "n1", "op": "update",
+            "fields": {"title": {"value": "theirs", "updatedAt": hlc(2_000, 42)}},
+        }))
+        .unwrap();
+        // The leader (tab 2) applies it: tab 1's edit was this device's, so it is reported.
+        let merged = merge_into(Some(stored.clone()), "n1", &[&remote], tab2).unwrap();
+        assert_eq!(merged.conflicts.len(), 1);
+        assert_eq!(merged.conflicts[0].was_local, json!("mine"));
+        assert_eq!(merged.conflicts[0].now_server, json!("theirs"));
+        // Another device's store overwrote nothing of its own.
+        let elsewhere = tab_node("other-device", 1);
+        let merged = merge_into(Some(stored), "n1", &[&remote], elsewhere).unwrap();
+        assert!(merged.conflicts.is_empty());
+    }
 
     #[test]
     fn conflicts_are_decrypted_deduplicated_and_dropped_when_equal() {

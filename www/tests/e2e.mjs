@@ -277,7 +277,7 @@ describe("mana-sync demo: two devices of one user", { timeout: 180_000 }, () => 
 
       await fileInput.setInputFiles(backupPath);
       await form.getByTestId("import-file").waitFor();
-      assert.match(await form.getByTestId("import-file").textContent(), /sealed/);
+      assert.match(await form.getByTestId("import-file").innerText(), /a backup of alice from .*, sealed: Tasks \(1\)\./);
       await sealedPassphrase.fill("not the passphrase");
       await form.getByRole("button", { name: "Import backup" }).click();
       await eventually(async () => assert.equal(await message.getAttribute("data-code"), "wrong_passphrase"));

@@ -76,6 +76,12 @@ pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
 /// A readwrite transaction whose requests are issued without awaiting each. Dropped without
 /// `commit` (an error half-way through a batch), it aborts: IndexedDB would otherwise commit
 /// the requests already issued once control returns to the event loop.
+/// The last put of a chunk still being stored (see [`WriteTx::put_all_in_flight`]).
+pub struct InFlight {
+    req: IdbRequest,
+    done: Promise,
+}
+
 pub struct WriteTx {
     tx: IdbTransaction,
     done: Option<Promise>,
@@ -105,20 +111,31 @@ impl WriteTx {
         Ok(())
     }
 
-    /// [`WriteTx::put_all`], then waits until the last put is done: the event loop runs
-    /// meanwhile (the page stays responsive) and the transaction stays active, since a request
-    /// of it is pending until then.
-    pub async fn put_all_and_yield(&self, store: &str, values: &Array) -> Result<(), JsCodedError> {
+    /// [`WriteTx::put_all`], returning the chunk's last put to wait for with
+    /// [`WriteTx::stored`]. Waiting for the chunk *before* this one, not this one, keeps
+    /// IndexedDB busy storing while the next chunk is prepared.
+    pub fn put_all_in_flight(
+        &self,
+        store: &str,
+        values: &Array,
+    ) -> Result<Option<InFlight>, JsCodedError> {
         let s = self.tx.object_store(store).map_err(dom_error)?;
         let mut last = None;
         for v in values.iter() {
             last = Some(s.put(&v).map_err(|e| self.abort_with(e))?);
         }
-        if let Some(req) = last {
-            let done = on_settled(&req);
-            settled(&req, done).await.map_err(|e| self.cause(e))?;
-        }
-        Ok(())
+        Ok(last.map(|req| InFlight {
+            done: on_settled(&req),
+            req,
+        }))
+    }
+
+    /// Waits until a chunk of puts is stored: the event loop runs meanwhile (the page stays
+    /// responsive) and the transaction stays active, since a request of it is pending.
+    pub async fn stored(&self, chunk: InFlight) -> Result<(), JsCodedError> {
+        settled(&chunk.req, chunk.done)
+            .await
+            .map_err(|e| self.cause(e))
     }
 
     /// How many records of `store` have a key in `[lower, upper]`.

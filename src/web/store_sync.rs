@@ -81,7 +81,9 @@ impl StoreInner {
             let keys: Vec<&str> = records.iter().map(|g| g.1).collect();
             let mut stored = read_existing(&tx, collection, &keys).await?.into_iter();
             let mut ids = Vec::new();
-            // Merged and put in chunks, yielding to the event loop between them.
+            // Merged and put in chunks, yielding to the event loop between them: while one
+            // chunk is prepared, IndexedDB stores the one before.
+            let mut in_flight = None;
             for chunk in records.chunks(APPLY_CHUNK) {
                 let mut puts = Vec::with_capacity(chunk.len());
                 for (_, id, changes) in chunk {
@@ -94,8 +96,14 @@ impl StoreInner {
                 }
                 if !puts.is_empty() {
                     let array = parse(&serde_json::to_string(&puts).map_err(internal)?)?;
-                    tx.put_all_and_yield(collection, &array.into()).await?;
+                    let next = tx.put_all_in_flight(collection, &array.into())?;
+                    if let Some(previous) = std::mem::replace(&mut in_flight, next) {
+                        tx.stored(previous).await?;
+                    }
                 }
+            }
+            if let Some(last) = in_flight {
+                tx.stored(last).await?;
             }
             if !ids.is_empty() {
                 changed.push((collection.to_owned(), ids));

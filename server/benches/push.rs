@@ -56,7 +56,7 @@ async fn bench_server() -> f64 {
         "sqlite://{}",
         dir.path().join("bench.db").display()
     ));
-    config.mana_jwt_secret = Some("bench-secret".into());
+    config.mana_jwt_secret = Some("bench-secret-bench-secret-bench-secret".into());
     let (state, _shutdown) = AppState::new(&config).unwrap();
     let token = state
         .auth

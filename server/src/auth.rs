@@ -44,6 +44,9 @@ struct Jwks {
 
 impl Auth {
     /// `None` when neither a secret nor a JWKS URL is configured.
+    /// The shortest HS256 secret accepted: the hash's output size (RFC 7518 §3.2).
+    pub const MIN_SECRET_BYTES: usize = 32;
+
     pub fn new(secret: Option<&[u8]>, jwks_url: Option<String>) -> Option<Auth> {
         if secret.is_none() && jwks_url.is_none() {
             return None;
@@ -89,14 +92,24 @@ impl Auth {
             .map_err(|e| AppError::unauthorized(format!("malformed token: {e}")))?;
         let mut validation = Validation::new(header.alg);
         validation.validate_aud = false;
+        // A token not valid yet is refused like an expired one (with the same leeway).
+        validation.validate_nbf = true;
         validation.leeway = 30;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let claims = match header.alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            // The secret is an HS256 key: a token that names another HMAC algorithm is not
+            // one of ours, whatever it was signed with.
+            Algorithm::HS256 => {
                 let (key, _) = self.hs256.as_ref().ok_or_else(|| {
                     AppError::unauthorized("HMAC-signed tokens are not accepted here")
                 })?;
                 decode::<Claims>(token, key, &validation)
+            }
+            Algorithm::HS384 | Algorithm::HS512 => {
+                return Err(AppError::unauthorized(format!(
+                    "{:?} tokens are not accepted: HMAC tokens must be HS256",
+                    header.alg
+                )))
             }
             alg => {
                 let jwks = self.jwks.as_ref().ok_or_else(|| {
@@ -110,6 +123,7 @@ impl Auth {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                ErrorKind::ImmatureSignature => "token not valid yet (nbf)".to_owned(),
                 ErrorKind::InvalidSignature => "bad token signature".to_owned(),
                 _ => format!("invalid token: {e}"),
             };

@@ -84,13 +84,29 @@ impl AppState {
             .filter(|s| !s.is_empty())
             .map(String::into_bytes);
         let jwks = config.mana_jwks_url.clone().filter(|s| !s.is_empty());
+        if let Some(s) = &secret {
+            if s.len() < Auth::MIN_SECRET_BYTES {
+                return Err(format!(
+                    "MANA_JWT_SECRET is {} bytes: an HS256 secret needs at least {} \
+                     (RFC 7518 §3.2), e.g. `openssl rand -base64 48`",
+                    s.len(),
+                    Auth::MIN_SECRET_BYTES
+                ));
+            }
+        }
         let secret = match (secret, &jwks, config.dev) {
             (None, None, false) => {
                 return Err("no auth configured: set MANA_JWT_SECRET or MANA_JWKS_URL \
                             (or pass --dev for local development)"
                     .into())
             }
-            (None, _, true) => {
+            // /dev/token would mint tokens that verify wherever this secret or JWKS is trusted.
+            (Some(_), _, true) | (None, Some(_), true) => {
+                return Err("--dev cannot be combined with MANA_JWT_SECRET or MANA_JWKS_URL: \
+                            dev mode signs tokens for anyone with a random secret of its own"
+                    .into())
+            }
+            (None, None, true) => {
                 // Dev without a secret: a random one, so /dev/token can sign.
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| format!("random secret: {e}"))?;

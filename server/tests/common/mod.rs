@@ -12,7 +12,7 @@ use mana_sync::Change;
 use mana_sync_server::{app, AppState, Config, ShutdownHandle};
 use serde_json::{json, Value};
 
-pub const SECRET: &str = "integration-test-secret";
+pub const SECRET: &str = "integration-test-secret-of-32-bytes-or-more";
 
 pub struct TestServer {
     pub base: String,
@@ -75,6 +75,20 @@ fn unix_now() -> u64 {
 /// An HS256 token for `user`, expiring `ttl_secs` from now (negative: already expired).
 pub fn token(user: &str, ttl_secs: i64) -> String {
     token_with_secret(user, ttl_secs, SECRET)
+}
+
+/// A token with these claims, signed with `alg` under `secret`.
+pub fn signed(claims: Value, alg: jsonwebtoken::Algorithm, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now_secs() -> u64 {
+    unix_now()
 }
 
 pub fn token_with_secret(user: &str, ttl_secs: i64, secret: &str) -> String {

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod error;
+mod limits;
 pub mod store;
 mod stream;
 mod sync;
@@ -158,6 +159,10 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::declared_body_size,
+        ))
         .layer(cors)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -26,6 +26,10 @@ use crate::sync::check_app_id;
 use crate::{wait_shutdown, AppState, PushEvent};
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The protocol's client frames are tiny (the largest is the auth frame with its token): a
+/// bigger message or frame closes the socket instead of being buffered (the default would be
+/// 64 MiB per socket, before authentication).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,7 +51,7 @@ pub async fn ws_all(
 ) -> Response {
     let p = params.map(|q| q.0).unwrap_or_default();
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| run(st, socket, None, p)),
+        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, None, p)),
         Err(e) => upgrade_error(e),
     }
 }
@@ -63,9 +67,17 @@ pub async fn ws_app(
     }
     let p = params.map(|q| q.0).unwrap_or_default();
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| run(st, socket, Some(app_id), p)),
+        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, Some(app_id), p)),
         Err(e) => upgrade_error(e),
     }
+}
+
+fn capped(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        // What the server writes is small too; a reader that stops reading is dropped rather
+        // than buffered for.
+        .max_write_buffer_size(1024 * 1024)
 }
 
 async fn send_frame(socket: &mut WebSocket, frame: &WsServerFrame) -> bool {

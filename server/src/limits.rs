@@ -1,0 +1,31 @@
+//! Limits that hold before a handler runs: a declared body over `MAX_BODY_BYTES` is answered
+//! 413 at once, before its body is read (the body limit of the extractors only trips after
+//! reading that much).
+
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::AppState;
+
+pub async fn declared_body_size(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        return AppError::payload_too_large(
+            "payload_too_large",
+            format!(
+                "request body of {} bytes exceeds MAX_BODY_BYTES ({})",
+                declared.unwrap_or_default(),
+                st.max_body_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}

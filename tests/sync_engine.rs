@@ -464,6 +464,31 @@ fn no_token_means_local() {
 }
 
 #[test]
+fn nothing_is_sent_while_the_browser_is_offline_and_what_was_written_goes_on_online() {
+    let mut s = Sim::started(false);
+    s.input(Input::Pending(vec![]));
+    s.finish_pulls();
+    assert_eq!(s.engine.status(), SyncStatus::Synced);
+    s.input(Input::Online(false));
+    assert_eq!(s.engine.status(), SyncStatus::Offline);
+    s.effects.clear();
+    s.input(Input::LocalWrite);
+    // No deadline while offline: the debounced push would only fail.
+    assert_eq!(s.engine.poll_timeout(), None);
+    s.now += 60_000;
+    s.engine.handle_timeout(s.now);
+    let sent: Vec<_> = s.take();
+    assert!(
+        !sent
+            .iter()
+            .any(|e| matches!(e, Effect::ReadPending | Effect::Http(_))),
+        "{sent:?}"
+    );
+    s.input(Input::Online(true));
+    assert!(s.take().contains(&Effect::ReadPending), "pushed on online");
+}
+
+#[test]
 fn network_failures_back_off_exponentially_and_online_retries_at_once() {
     let mut s = Sim::started(false);
     let mut delays = Vec::new();

@@ -215,6 +215,9 @@ pub struct SyncEngine {
     push_next: bool,
     retry_at: Option<Millis>,
     backoff: Backoff,
+    /// The browser said it is offline: nothing automatic (push, retry, reconnect) is tried
+    /// until it says online again — each try would only fail.
+    offline: bool,
     ws: Ws,
     ws_retry_at: Option<Millis>,
     ws_backoff: Backoff,
@@ -238,6 +241,7 @@ impl SyncEngine {
             token: Token::Unknown,
             token_refreshed: false,
             status: SyncStatus::Local,
+            offline: false,
             round: None,
             next_waiters: Vec::new(),
             next_pulls: BTreeSet::new(),
@@ -271,6 +275,9 @@ impl SyncEngine {
 
     /// The earliest moment [`SyncEngine::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.offline {
+            return None;
+        }
         let ws = self.ws_retry_at.filter(|_| self.ws == Ws::Closed);
         [self.push_due, self.retry_at, ws]
             .into_iter()
@@ -279,6 +286,9 @@ impl SyncEngine {
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.offline {
+            return;
+        }
         if self.push_due.is_some_and(|t| t <= now) {
             self.push_due = None;
             if self.round.is_some() {
@@ -349,14 +359,17 @@ impl SyncEngine {
                 }
             }
             Input::Online(online) => {
+                self.offline = !online;
                 if !online {
                     if self.running && !self.halted {
                         self.set_status(SyncStatus::Offline);
                     }
                 } else if self.running && !self.halted {
-                    // Back online: retry at once instead of waiting out the backoff.
+                    // Back online: retry (and push what was written offline) at once instead
+                    // of waiting out the backoff.
                     self.ws_retry_at = None;
-                    if self.retry_at.take().is_some() {
+                    let owed = self.retry_at.take().is_some() | self.push_due.take().is_some();
+                    if owed {
                         self.request_round(now, self.cfg.all(), None);
                     }
                     self.ensure_ws();

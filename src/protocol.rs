@@ -45,6 +45,11 @@ pub struct FieldChange {
     #[serde(default)]
     pub value: Value,
     pub updated_at: String,
+    /// The timestamp of the value this write replaced, as its writer saw it: a device whose
+    /// own value carries another timestamp knows the writer had not seen it (a conflict),
+    /// one whose value carries this one knows it was edited after being seen (ordinary sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// Opaque application JSON describing who made a change (`{ kind: "user" | "ai" | "system" }`).
@@ -255,6 +260,9 @@ impl Change {
                         return Err(ProtocolError::ReservedField(name.clone()));
                     }
                     check_hlc(&format!("fields.{name}.updatedAt"), &f.updated_at)?;
+                    if let Some(base) = &f.base {
+                        check_hlc(&format!("fields.{name}.base"), base)?;
+                    }
                 }
             }
             Op::Delete => {

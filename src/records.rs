@@ -246,11 +246,19 @@ impl Writer<'_> {
                 continue;
             }
             let sealed = self.seal(collection, id, space.as_deref(), &field, &value)?;
+            // What this write replaces, so that other devices can tell a lost edit of theirs
+            // from one this device had seen.
+            let base = meta
+                .get(&field)
+                .and_then(|e| e.get("at"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             fields.insert(
                 field.clone(),
                 FieldChange {
                     value: sealed.clone(),
                     updated_at: at.to_string(),
+                    base,
                 },
             );
             record.insert(field.clone(), sealed);
@@ -542,6 +550,7 @@ impl Writer<'_> {
                             FieldChange {
                                 value: record[name].clone(),
                                 updated_at: f.at.to_string(),
+                                base: None,
                             },
                         )
                     })

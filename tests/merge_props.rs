@@ -79,6 +79,7 @@ fn change_strategy() -> impl Strategy<Value = Change> {
                                     FieldChange {
                                         value: v.clone(),
                                         updated_at: t.to_string(),
+                                        base: None,
                                     },
                                 )
                             })

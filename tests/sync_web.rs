@@ -338,6 +338,37 @@ async fn concurrent_edits_merge_per_field_and_the_loser_gets_a_plaintext_conflic
 }
 
 #[wasm_bindgen_test]
+async fn an_edit_made_after_seeing_ours_is_no_conflict() {
+    let user = unique("erin");
+    let token = dev_token(&user).await;
+    let (a, _) = device(&user).await;
+    let (b, _) = device(&user).await;
+    let (sa, sb) = (sync_of(&a, &token, false), sync_of(&b, &token, false));
+    let conflicts_a = listen(&sa, "conflict");
+    ok_js(a.put(
+        "notes".into(),
+        js(json!({"id": "t", "title": "Buy milk"})),
+        None,
+    ))
+    .await;
+    sync_now(&sa).await;
+    sync_now(&sb).await;
+    // b saw "Buy milk" and renames it: a's value is replaced knowingly.
+    ok_js(b.update(
+        "notes".into(),
+        "t".into(),
+        js(json!({"title": "Buy oat milk"})),
+        None,
+    ))
+    .await;
+    sync_now(&sb).await;
+    sync_now(&sa).await;
+    assert_eq!(get(&a, "notes", "t").await["title"], "Buy oat milk");
+    let got = conflicts_a.borrow().clone();
+    assert!(got.is_empty(), "an ordinary edit is no conflict: {got:?}");
+}
+
+#[wasm_bindgen_test]
 async fn a_first_sync_pages_2500_records_and_resumes_after_its_first_page() {
     let user = unique("carol");
     let token = dev_token(&user).await;

@@ -3,7 +3,7 @@
 //! winners' timestamps, and nothing is queued. The driver calls this inside the one
 //! transaction that also writes the page's cursor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -18,8 +18,12 @@ use crate::records::{store_meta, take_meta, RecordError};
 pub struct Merged {
     /// The record to store, `None` when the changes changed nothing.
     pub stored: Option<Map<String, Value>>,
-    /// Fields this device wrote that a newer remote value overwrote (values as stored).
+    /// Fields this device wrote that a newer remote value overwrote, written by a device
+    /// that had not seen them (its `base` is another timestamp). Values as stored.
     pub conflicts: Vec<Conflict>,
+    /// The same, where the remote write names no `base` (an insert, an older client): lost
+    /// only if the local value was still pending ([`unacknowledged`] decides).
+    pub if_pending: Vec<Conflict>,
 }
 
 /// Applies `changes` (all of one record, in server order) to its stored form. `own_node` is
@@ -52,6 +56,7 @@ pub fn merge_into(
         .map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
     let mut state = before.clone();
     let mut conflicts: BTreeMap<String, Conflict> = BTreeMap::new();
+    let mut if_pending: BTreeMap<String, Conflict> = BTreeMap::new();
     for change in changes {
         let (next, found) =
             merge::apply(state, change).map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
@@ -61,25 +66,44 @@ pub fn merge_into(
             let ours = local.is_some_and(|l| {
                 same_device(l.at.node, own_node) && l.at.to_string() == c.local_at
             });
-            if ours {
-                conflicts.insert(c.field.clone(), c);
+            if !ours {
+                continue;
+            }
+            let base = change
+                .fields
+                .as_ref()
+                .and_then(|f| f.get(&c.field))
+                .and_then(|f| f.base.as_deref());
+            match base {
+                // The writer replaced our value knowing it: an edit after ours, not a loss.
+                Some(b) if b == c.local_at => {}
+                Some(_) => {
+                    if_pending.remove(&c.field);
+                    conflicts.insert(c.field.clone(), c);
+                }
+                None if conflicts.contains_key(&c.field) => {}
+                None => {
+                    if_pending.insert(c.field.clone(), c);
+                }
             }
         }
     }
     // A later change of the same page may have moved the field on again: report the final
     // server value, and only if the local value really lost.
-    let conflicts = conflicts
-        .into_values()
-        .filter_map(|mut c| {
-            let now = state.fields.get(&c.field)?;
-            if now.value == c.was_local {
-                return None;
-            }
-            c.now_server = now.value.clone();
-            c.server_at = now.at.to_string();
-            Some(c)
-        })
-        .collect();
+    let lost = |map: BTreeMap<String, Conflict>| -> Vec<Conflict> {
+        map.into_values()
+            .filter_map(|mut c| {
+                let now = state.fields.get(&c.field)?;
+                if now.value == c.was_local {
+                    return None;
+                }
+                c.now_server = now.value.clone();
+                c.server_at = now.at.to_string();
+                Some(c)
+            })
+            .collect()
+    };
+    let (conflicts, if_pending) = (lost(conflicts), lost(if_pending));
     let mut changed = false;
     for (name, f) in &state.fields {
         if before.fields.get(name) != Some(f) {
@@ -92,13 +116,39 @@ pub fn merge_into(
         return Ok(Merged {
             stored: None,
             conflicts,
+            if_pending,
         });
     }
     store_meta(&mut record, &meta);
     Ok(Merged {
         stored: Some(record),
         conflicts,
+        if_pending,
     })
+}
+
+/// Of the conflicts found while applying, those that cost this device an edit: the overwritten
+/// value is still in the pending queue (`pending`: the changes not yet acknowledged). A value
+/// the server had acknowledged and another device overwrote later is that device editing after
+/// it saw ours — ordinary sync, not a lost edit. (When the other edit reached the server first,
+/// the push answer reports the conflict itself.)
+pub fn unacknowledged(conflicts: Vec<Conflict>, pending: &[Change]) -> Vec<Conflict> {
+    if conflicts.is_empty() {
+        return conflicts;
+    }
+    let mut queued: BTreeSet<(&str, &str, String, String)> = BTreeSet::new();
+    for change in pending {
+        for (field, state) in merge::field_writes(change).unwrap_or_default() {
+            queued.insert((&change.table, &change.id, field, state.at.to_string()));
+        }
+    }
+    conflicts
+        .into_iter()
+        .filter(|c| {
+            let key = (c.collection.as_str(), c.id.as_str());
+            queued.contains(&(key.0, key.1, c.field.clone(), c.local_at.clone()))
+        })
+        .collect()
 }
 
 /// The greatest timestamp among `changes` (the clock observes it, so that a later local
@@ -163,6 +213,33 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn only_a_lost_edit_still_pending_is_a_conflict() {
+        let conflict = |id: &str, at: &str| Conflict {
+            collection: "tasks".into(),
+            id: id.into(),
+            field: "title".into(),
+            was_local: json!("Buy milk"),
+            now_server: json!("Buy oat milk"),
+            local_at: at.into(),
+            server_at: "later".into(),
+        };
+        let at = Hlc::new(1_000, 0, 7).unwrap().to_string();
+        let pending: Change = serde_json::from_value(json!({
+            "eventId": "e1", "table": "tasks", "id": "t1", "op": "update",
+            "fields": {"title": {"value": "Buy milk", "updatedAt": at}},
+        }))
+        .unwrap();
+        let found = vec![conflict("t1", &at), conflict("t2", &at)];
+        // t2's edit was acknowledged (not pending): the other device edited after seeing it.
+        let lost = unacknowledged(found.clone(), std::slice::from_ref(&pending));
+        assert_eq!(lost, vec![conflict("t1", &at)]);
+        assert!(unacknowledged(found, &[]).is_empty());
+        // A newer pending edit of the field is not the value that lost.
+        let newer = Hlc::new(2_000, 0, 7).unwrap().to_string();
+        assert!(unacknowledged(vec![conflict("t1", &newer)], &[pending]).is_empty());
+    }
+
+    #[test]
     fn a_write_of_another_tab_of_this_device_that_lost_is_a_conflict() {
         let hlc = |ms: u64, node: u64| Hlc::new(ms, 0, node).unwrap().to_string();
         let (tab1, tab2) = (tab_node("device", 1), tab_node("device", 2));
@@ -173,20 +250,36 @@ mod tests {
         .unwrap();
         let stored = merge_into(None, "n1", &[&insert], tab1).unwrap().stored;
         let stored = Value::Object(stored.unwrap());
-        let remote: Change = serde_json::from_value(json!({
-            "eventId": "e2", "table": "notes", "id": "n1", "op": "update",
-            "fields": {"title": {"value": "theirs", "updatedAt": hlc(2_000, 42)}},
-        }))
-        .unwrap();
-        // The leader (tab 2) applies it: tab 1's edit was this device's, so it is reported.
-        let merged = merge_into(Some(stored.clone()), "n1", &[&remote], tab2).unwrap();
+        let remote = |base: Option<String>| -> Change {
+            let mut field = json!({"value": "theirs", "updatedAt": hlc(2_000, 42)});
+            if let Some(b) = base {
+                field["base"] = json!(b);
+            }
+            serde_json::from_value(json!({
+                "eventId": "e2", "table": "notes", "id": "n1", "op": "update",
+                "fields": {"title": field},
+            }))
+            .unwrap()
+        };
+        // Written by a device that had seen an older value: the leader (tab 2) reports tab 1's
+        // edit as this device's loss.
+        let concurrent = remote(Some(hlc(500, 42)));
+        let merged = merge_into(Some(stored.clone()), "n1", &[&concurrent], tab2).unwrap();
         assert_eq!(merged.conflicts.len(), 1);
         assert_eq!(merged.conflicts[0].was_local, json!("mine"));
         assert_eq!(merged.conflicts[0].now_server, json!("theirs"));
+        // Written by a device that had seen ours: ordinary sync.
+        let after_ours = remote(Some(hlc(1_000, tab1)));
+        let merged = merge_into(Some(stored.clone()), "n1", &[&after_ours], tab2).unwrap();
+        assert!(merged.conflicts.is_empty() && merged.if_pending.is_empty());
+        // No base: a loss only if ours was still pending.
+        let merged = merge_into(Some(stored.clone()), "n1", &[&remote(None)], tab2).unwrap();
+        assert!(merged.conflicts.is_empty());
+        assert_eq!(merged.if_pending.len(), 1);
         // Another device's store overwrote nothing of its own.
         let elsewhere = tab_node("other-device", 1);
-        let merged = merge_into(Some(stored), "n1", &[&remote], elsewhere).unwrap();
-        assert!(merged.conflicts.is_empty());
+        let merged = merge_into(Some(stored), "n1", &[&concurrent], elsewhere).unwrap();
+        assert!(merged.conflicts.is_empty() && merged.if_pending.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::idb_write::{read_all_with_keys, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::store::{pending_changes, pending_row, read_existing, StoreInner};
 use crate::protocol::Conflict;
-use crate::sync::apply::{by_record, max_hlc, merge_into, open_conflicts};
+use crate::sync::apply::{by_record, max_hlc, merge_into, open_conflicts, unacknowledged};
 use crate::sync::{Apply, PendingRow, RowEdit};
 
 type JsResult<T> = Result<T, JsCodedError>;
@@ -75,6 +75,7 @@ impl StoreInner {
         let tx = WriteTx::begin(&self.raw()?, &stores)?;
         let own_node = self.clock.borrow().node();
         let mut conflicts = Vec::new();
+        let mut if_pending = Vec::new();
         let mut changed = Vec::new();
         for collection in collections {
             let records: Vec<_> = groups.iter().filter(|g| g.0 == collection).collect();
@@ -89,6 +90,7 @@ impl StoreInner {
                 for (_, id, changes) in chunk {
                     let merged = merge_into(stored.next().flatten(), id, changes, own_node)?;
                     conflicts.extend(merged.conflicts);
+                    if_pending.extend(merged.if_pending);
                     if let Some(record) = merged.stored {
                         puts.push(record);
                         ids.push((*id).to_owned());
@@ -108,6 +110,16 @@ impl StoreInner {
             if !ids.is_empty() {
                 changed.push((collection.to_owned(), ids));
             }
+        }
+        if !if_pending.is_empty() {
+            // Read before the acknowledgements below: a value this very answer acknowledges
+            // and overwrites was still ours to lose.
+            let rows = tx.get_all(PENDING).await?;
+            let mut pending = Vec::new();
+            for row in rows.iter() {
+                pending.extend(pending_changes(&row)?);
+            }
+            conflicts.extend(unacknowledged(if_pending, &pending));
         }
         for edit in &apply.pending {
             match edit {

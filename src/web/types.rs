@@ -9,7 +9,7 @@ const TS_TYPES: &'static str = r#"
 export type Hlc = string;
 /** Opaque application JSON stamped on writes, e.g. `{ kind: "user" | "ai" | "system" }`. */
 export type Actor = { kind?: "user" | "ai" | "system"; [key: string]: unknown };
-export interface FieldChange { value: unknown; updatedAt: Hlc }
+export interface FieldChange { value: unknown; updatedAt: Hlc; base?: Hlc }
 export interface Change {
   eventId: string;
   table: string;

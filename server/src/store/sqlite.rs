@@ -854,6 +854,7 @@ pub(crate) fn snapshot_changes(
         let field = FieldChange {
             value: f.value.clone(),
             updated_at: f.at.to_string(),
+            base: None,
         };
         match by_actor.iter_mut().find(|(a, _)| *a == f.actor) {
             Some((_, fields)) => {

@@ -103,9 +103,11 @@ impl AppState {
             }
             // /dev/token would mint tokens that verify wherever this secret or JWKS is trusted.
             (Some(_), _, true) | (None, Some(_), true) => {
-                return Err("--dev cannot be combined with MANA_JWT_SECRET or MANA_JWKS_URL: \
+                return Err(
+                    "--dev cannot be combined with MANA_JWT_SECRET or MANA_JWKS_URL: \
                             dev mode signs tokens for anyone with a random secret of its own"
-                    .into())
+                        .into(),
+                )
             }
             (None, None, true) => {
                 // Dev without a secret: a random one, so /dev/token can sign.

@@ -50,7 +50,10 @@ async fn hmac_tokens_other_than_hs256_are_refused_even_with_the_right_secret() {
     for alg in [Algorithm::HS384, Algorithm::HS512] {
         let (status, body) = pull_status(&s, &signed(claims.clone(), alg, SECRET)).await;
         assert_eq!(status, 401, "{alg:?}");
-        assert!(body["message"].as_str().unwrap().contains("HS256"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("HS256"),
+            "{body}"
+        );
     }
     assert_eq!(
         pull_status(&s, &signed(claims, Algorithm::HS256, SECRET))

@@ -16,7 +16,7 @@ use mana_sync::clock::Hlc;
 use mana_sync::Change;
 use mana_sync_server::store::sqlite::open_writer;
 use mana_sync_server::store::{PushRequest, SqliteStore, Store, Viewer};
-use mana_sync_server::{app, AppState, Config};
+use mana_sync_server::{AppState, Config};
 use rusqlite::params;
 use serde_json::{json, Value};
 
@@ -57,6 +57,8 @@ async fn bench_server() -> f64 {
         dir.path().join("bench.db").display()
     ));
     config.mana_jwt_secret = Some("bench-secret-bench-secret-bench-secret".into());
+    // The bench measures the store, not the per-user limiter.
+    config.rate_limit_per_minute = 0;
     let (state, _shutdown) = AppState::new(&config).unwrap();
     let token = state
         .auth
@@ -64,7 +66,11 @@ async fn bench_server() -> f64 {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    tokio::spawn(async move {
+        mana_sync_server::serve_on(listener, state, std::future::pending())
+            .await
+            .unwrap()
+    });
     let http = reqwest::Client::new();
 
     let batches: Vec<Vec<Value>> = (0..WARMUP + BATCHES)

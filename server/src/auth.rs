@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
@@ -234,15 +236,55 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The client's IP address, when the server runs with connection info (`serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(info.map(|c| c.0.ip())))
+    }
+}
+
+/// Verifies a request's token under the rate limits: a failure counts against the client's
+/// IP (429 once over), a success against the user (429 once over).
+pub async fn authenticate(
+    state: &AppState,
+    token: Option<&str>,
+    ip: ClientIp,
+) -> Result<Claims, AppError> {
+    let verified = match token {
+        Some(t) => state.auth.verify_claims(t).await,
+        None => Err(AppError::unauthorized("missing bearer token")),
+    };
+    match verified {
+        Ok(claims) => {
+            state.rate.check_user(&claims.sub)?;
+            Ok(claims)
+        }
+        Err(e) => {
+            state.rate.check_ip(ip.0)?;
+            Err(e)
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts)
-            .ok_or_else(|| AppError::unauthorized("missing bearer token"))?
-            .to_owned();
-        let user_id = state.auth.verify(&token).await?;
-        Ok(AuthUser { user_id, token })
+        let ip = ClientIp::from_request_parts(parts, state)
+            .await
+            .unwrap_or(ClientIp(None));
+        let token = bearer(parts).map(str::to_owned);
+        let claims = authenticate(state, token.as_deref(), ip).await?;
+        Ok(AuthUser {
+            user_id: claims.sub,
+            token: token.unwrap_or_default(),
+        })
     }
 }
 

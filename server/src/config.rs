@@ -46,6 +46,18 @@ pub struct Config {
     /// Highest change `schemaVersion` accepted (above: 422).
     #[arg(long, env = "MAX_SCHEMA_VERSION", default_value_t = 1)]
     pub max_schema_version: u32,
+    /// Pushes, pulls and stream opens per minute allowed to each user, sustained (0 = no
+    /// limit); over it: 429 `rate_limited` with `Retry-After`.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 1200)]
+    pub rate_limit_per_minute: u32,
+    /// How many of those a user may send at once above the sustained rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 300)]
+    pub rate_limit_burst: u32,
+    /// Requests per minute per client IP that fail authentication (0 = no limit).
+    #[arg(long, env = "RATE_LIMIT_IP_PER_MINUTE", default_value_t = 120)]
+    pub rate_limit_ip_per_minute: u32,
+    #[arg(long, env = "RATE_LIMIT_IP_BURST", default_value_t = 60)]
+    pub rate_limit_ip_burst: u32,
     /// Interval of the `: heartbeat` comments on SSE streams (tests shorten it).
     #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 30_000, hide = true)]
     pub sse_heartbeat_ms: u64,

@@ -15,6 +15,8 @@ pub struct AppError {
     pub message: String,
     /// Index of the offending change in a push, when one is to blame.
     pub index: Option<usize>,
+    /// Seconds to wait before retrying (answered as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -24,6 +26,7 @@ impl AppError {
             code,
             message: message.into(),
             index: None,
+            retry_after: None,
         }
     }
     pub fn with_index(mut self, index: usize) -> AppError {
@@ -47,6 +50,15 @@ impl AppError {
     }
     pub fn internal(message: impl Into<String>) -> AppError {
         AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+    pub fn rate_limited(retry_after_secs: u64) -> AppError {
+        let mut e = AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests: retry in {retry_after_secs} s"),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
     }
     pub fn unavailable(message: impl Into<String>) -> AppError {
         AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -80,7 +92,7 @@ impl IntoResponse for AppError {
         } else {
             self.message
         };
-        (
+        let mut response = (
             self.status,
             Json(ErrorBody {
                 code: self.code.to_owned(),
@@ -88,7 +100,13 @@ impl IntoResponse for AppError {
                 index: self.index,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

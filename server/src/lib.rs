@@ -21,6 +21,7 @@ pub mod billing;
 pub mod config;
 pub mod error;
 mod limits;
+pub mod rate;
 pub mod store;
 mod stream;
 mod sync;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub memberships: Arc<Memberships>,
     pub billing: Arc<billing::Billing>,
+    pub rate: Arc<rate::RateLimits>,
     pub events: broadcast::Sender<Arc<PushEvent>>,
     /// Flips to `true` when the server shuts down: live streams end so that in-flight
     /// requests can finish and the process can exit.
@@ -132,6 +134,10 @@ impl AppState {
                     config.mana_service_key.clone(),
                     &config.billing_exempt_apps,
                 )),
+                rate: Arc::new(rate::RateLimits::new(
+                    (config.rate_limit_per_minute, config.rate_limit_burst),
+                    (config.rate_limit_ip_per_minute, config.rate_limit_ip_burst),
+                )),
                 events,
                 shutdown: rx,
                 max_schema_version: config.max_schema_version,
@@ -208,16 +214,30 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, dev = config.dev, "mana-sync-server started");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            shutdown.trigger();
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    serve_on(listener, state, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutdown.trigger();
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `app(state)` on a bound listener until `shutdown` resolves, with each connection's
+/// peer address known (per-IP rate limits). `serve` and the tests use it alike.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Resolves once the server is shutting down (never, if the handle was dropped).

@@ -56,6 +56,7 @@ struct SseState {
 pub async fn sse(
     State(st): State<AppState>,
     Path(app_id): Path<String>,
+    ip: crate::auth::ClientIp,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
@@ -68,9 +69,9 @@ pub async fn sse(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned())
         .or(p.token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
-    let claims = st.auth.verify_claims(&token).await?;
+        .filter(|t| !t.is_empty());
+    let claims = crate::auth::authenticate(&st, token.as_deref(), ip).await?;
+    let token = token.unwrap_or_default();
     let user_id = claims.sub;
     st.billing.check(&user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&AuthUser { user_id, token }).await?;

@@ -19,7 +19,7 @@ use mana_sync::protocol::{WsClientFrame, WsServerFrame};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::AuthUser;
+use crate::auth::{authenticate, AuthUser, ClientIp};
 use crate::error::AppError;
 use crate::store::Viewer;
 use crate::sync::check_app_id;
@@ -46,12 +46,13 @@ fn upgrade_error(e: axum::extract::ws::rejection::WebSocketUpgradeRejection) -> 
 
 pub async fn ws_all(
     State(st): State<AppState>,
+    ip: ClientIp,
     params: Result<Query<WsParams>, QueryRejection>,
     ws: Upgrade,
 ) -> Response {
     let p = params.map(|q| q.0).unwrap_or_default();
     match ws {
-        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, None, p)),
+        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, None, p, ip)),
         Err(e) => upgrade_error(e),
     }
 }
@@ -59,6 +60,7 @@ pub async fn ws_all(
 pub async fn ws_app(
     State(st): State<AppState>,
     Path(app_id): Path<String>,
+    ip: ClientIp,
     params: Result<Query<WsParams>, QueryRejection>,
     ws: Upgrade,
 ) -> Response {
@@ -67,7 +69,7 @@ pub async fn ws_app(
     }
     let p = params.map(|q| q.0).unwrap_or_default();
     match ws {
-        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, Some(app_id), p)),
+        Ok(ws) => capped(ws).on_upgrade(move |socket| run(st, socket, Some(app_id), p, ip)),
         Err(e) => upgrade_error(e),
     }
 }
@@ -115,7 +117,7 @@ async fn read_auth(socket: &mut WebSocket) -> Result<(String, Option<String>), &
     }
 }
 
-async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsParams) {
+async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsParams, ip: ClientIp) {
     let (token, client_id) = match p.token.filter(|t| !t.is_empty()) {
         Some(t) => (t, p.client_id),
         None => match tokio::time::timeout(AUTH_TIMEOUT, read_auth(&mut socket)).await {
@@ -124,8 +126,12 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
             Err(_) => return reject(socket, "unauthorized", "no auth frame in time", 4401).await,
         },
     };
-    let (user_id, expires) = match st.auth.verify_claims(&token).await {
+    let (user_id, expires) = match authenticate(&st, Some(&token), ip).await {
         Ok(c) => (c.sub, crate::auth::expiry_instant(c.exp)),
+        // 4429 like HTTP's 429: the client reconnects after its backoff.
+        Err(e) if e.code == "rate_limited" => {
+            return reject(socket, e.code, &e.message, 4429).await
+        }
         Err(e) => return reject(socket, e.code, &e.message, 4401).await,
     };
     let viewer = match st.memberships.viewer(&AuthUser { user_id, token }).await {

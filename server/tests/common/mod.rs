@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use mana_sync::clock::Hlc;
 use mana_sync::merge::{apply, RecordState};
 use mana_sync::Change;
-use mana_sync_server::{app, AppState, Config, ShutdownHandle};
+use mana_sync_server::{AppState, Config, ShutdownHandle};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "integration-test-secret-of-32-bytes-or-more";
@@ -40,7 +40,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, app(state)).await.unwrap();
+            mana_sync_server::serve_on(listener, state, std::future::pending())
+                .await
+                .unwrap();
         });
         TestServer {
             base: format!("http://{addr}"),

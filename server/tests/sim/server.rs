@@ -45,6 +45,8 @@ impl SimServer {
         config.mana_auth_url = None;
         config.mana_credits_url = None;
         config.max_schema_version = 1;
+        // Simulated time runs far faster than the limiter's real clock.
+        config.rate_limit_per_minute = 0;
         let (state, shutdown) = AppState::new(&config).expect("server state");
         let mut server = SimServer {
             router: app(state),

@@ -35,6 +35,12 @@ fn limits_from(expect: &Value) -> Limits {
         if let Some(v) = get("maxLineBytes") {
             limits.max_line_bytes = v;
         }
+        if let Some(v) = get("maxEntries") {
+            limits.max_entries = v as usize;
+        }
+        if let Some(v) = get("maxDirectoryBytes") {
+            limits.max_directory_bytes = v;
+        }
     }
     limits
 }

@@ -56,7 +56,10 @@
 //! 256 bits) and calls [`BackupWriter::finish_sealed_with_key`] /
 //! [`OpenedArchive::unseal_with_key`]; natively [`derive_key`] gives the same bytes.
 
+mod entry;
 pub mod error;
+mod jsonl;
+mod layout;
 pub mod manifest;
 pub mod reader;
 pub mod seal;
@@ -131,8 +134,10 @@ pub struct Limits {
     pub max_entry_bytes: u64,
     /// Largest sum of uncompressed data entries.
     pub max_total_bytes: u64,
-    /// Most entries in one ZIP.
+    /// Most entries in one ZIP, as declared by its end record (checked before it is parsed).
     pub max_entries: usize,
+    /// Largest central directory, as declared by its end record (checked before it is parsed).
+    pub max_directory_bytes: u64,
     /// Longest JSONL line (one row).
     pub max_line_bytes: u64,
     /// Largest `manifest.json`.
@@ -146,6 +151,7 @@ impl Default for Limits {
             max_entry_bytes: 1 << 30,
             max_total_bytes: 2 << 30,
             max_entries: 10_000,
+            max_directory_bytes: 8 << 20,
             max_line_bytes: 16 << 20,
             max_manifest_bytes: 1 << 20,
         }

@@ -3,18 +3,23 @@
 //! [`OpenedArchive::unseal_with_key`] / [`OpenedArchive::data`] give an [`ArchiveData`], which
 //! streams the rows table by table, checking each line, each file's sha256 and the row counts.
 //!
-//! Hostile input never panics and never makes memory grow past the [`Limits`]: sizes are checked
-//! as declared in the ZIP and again while decompressing (`Read::take`).
+//! Hostile input never panics and never makes memory grow past the [`Limits`]: the ZIP's layout,
+//! entry count and directory size are checked before the `zip` crate parses it (`layout`), and
+//! sizes are checked as declared and again while decompressing (`entry`). Ambiguous ZIPs — any
+//! whose entries another reader could see differently — are refused (`archive_corrupt`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufReader, Cursor};
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
-use zip::{CompressionMethod, ZipArchive};
+use zip::read::{ArchiveOffset, Config};
+use zip::ZipArchive;
 
+use super::entry::{self, Declared, EntryReader};
 use super::error::{BackupError, Result};
+use super::jsonl::{Line, Lines, Stop};
+use super::layout;
 use super::manifest::{FileEntry, Manifest};
 use super::seal::{self, SealParams, IV_LEN, KEY_CHECK_LEN, SALT_LEN, TAG_LEN};
 use super::{classify_entry, EntryKind, Limits, Phase, Progress, Row};
@@ -26,8 +31,8 @@ type Zip<'a> = ZipArchive<Cursor<Cow<'a, [u8]>>>;
 struct TableEntry {
     name: String,
     index: usize,
-    /// Uncompressed size declared by the ZIP headers.
-    declared: u64,
+    /// Size, CRC and method declared by the ZIP headers.
+    declared: Declared,
 }
 
 /// What one table held, after it was read and checked.
@@ -46,7 +51,6 @@ pub struct TableSummary {
 #[derive(Debug, Clone)]
 struct SealedInfo {
     index: usize,
-    stored: bool,
     params: SealParams,
     key_check: Option<[u8; KEY_CHECK_LEN]>,
     plaintext_sha256: Option<[u8; 32]>,
@@ -56,7 +60,7 @@ struct SealedInfo {
 /// decrypted or decompressed data.
 #[derive(Debug)]
 pub struct OpenedArchive<'a> {
-    bytes: &'a [u8],
+    zip: Zip<'a>,
     manifest: Manifest,
     limits: Limits,
     sealed: Option<SealedInfo>,
@@ -76,8 +80,9 @@ pub fn open_with_limits(bytes: &[u8], limits: Limits) -> Result<OpenedArchive<'_
             limits.max_archive_bytes
         )));
     }
-    let mut zip = open_zip(Cow::Borrowed(bytes), true)?;
+    let mut zip = open_zip(Cow::Borrowed(bytes), true, &limits)?;
     let scan = scan_entries(&zip, &limits, true)?;
+    check_local_headers(&mut zip)?;
     let Some(manifest_index) = scan.manifest else {
         return Err(BackupError::NotAManaArchive(
             "the ZIP has no manifest.json".into(),
@@ -88,6 +93,7 @@ pub fn open_with_limits(bytes: &[u8], limits: Limits) -> Result<OpenedArchive<'_
         manifest_index,
         limits.max_manifest_bytes,
         "manifest.json",
+        true,
     )?;
     let manifest = Manifest::parse(&manifest_bytes)?;
 
@@ -103,7 +109,7 @@ pub fn open_with_limits(bytes: &[u8], limits: Limits) -> Result<OpenedArchive<'_
                 "data.sealed is present but the manifest has no passphrase section",
             ))
         }
-        (Some(p), Some((index, stored))) => {
+        (Some(p), Some(index)) => {
             if !scan.tables.is_empty() {
                 return Err(BackupError::corrupt(
                     "a sealed archive must not also hold plaintext data/ files",
@@ -132,7 +138,6 @@ pub fn open_with_limits(bytes: &[u8], limits: Limits) -> Result<OpenedArchive<'_
                 .transpose()?;
             Some(SealedInfo {
                 index,
-                stored,
                 params: SealParams {
                     salt,
                     iv,
@@ -147,7 +152,7 @@ pub fn open_with_limits(bytes: &[u8], limits: Limits) -> Result<OpenedArchive<'_
         check_listed_files(&manifest, &scan.tables)?;
     }
     Ok(OpenedArchive {
-        bytes,
+        zip,
         manifest,
         limits,
         sealed,
@@ -182,8 +187,7 @@ impl<'a> OpenedArchive<'a> {
         if self.sealed.is_some() {
             return Err(BackupError::PassphraseRequired);
         }
-        let zip = open_zip(Cow::Borrowed(self.bytes), true)?;
-        ArchiveData::new(zip, &self.manifest, self.limits, true)
+        ArchiveData::new(self.zip.clone(), &self.manifest, self.limits, true)
     }
 
     /// Derive the key from `passphrase` (PBKDF2 with the `pbkdf2` crate) and unseal. An unsealed
@@ -217,21 +221,14 @@ impl<'a> OpenedArchive<'a> {
                 return Err(BackupError::WrongPassphrase);
             }
         }
-        let mut zip = open_zip(Cow::Borrowed(self.bytes), true)?;
+        let mut zip = self.zip.clone();
         let cap = self
             .limits
             .max_entry_bytes
             .min(self.limits.max_archive_bytes);
-        // Read the stored bytes without the ZIP's CRC check: the AEAD tag is the authority, so a
-        // modified ciphertext is reported as tampering, not as a damaged ZIP.
-        let mut buf = if s.stored {
-            let f = zip
-                .by_index_raw(s.index)
-                .map_err(|e| BackupError::corrupt(format!("data.sealed: {e}")))?;
-            read_capped(f, cap, "data.sealed")?
-        } else {
-            read_entry(&mut zip, s.index, cap, "data.sealed")?
-        };
+        // Read without the ZIP's CRC check: the AEAD tag is the authority, so a modified
+        // ciphertext is reported as tampering, not as a damaged ZIP.
+        let mut buf = read_entry(&mut zip, s.index, cap, "data.sealed", false)?;
         drop(zip);
         if buf.len() < TAG_LEN {
             return Err(BackupError::ArchiveTampered(
@@ -276,7 +273,7 @@ impl<'a> OpenedArchive<'a> {
                 total: plain_len,
             });
         }
-        let inner = open_zip(Cow::Owned(buf), false)?;
+        let inner = open_zip(Cow::Owned(buf), false, &self.limits)?;
         ArchiveData::new(inner, &self.manifest, self.limits, false)
     }
 }
@@ -304,9 +301,11 @@ impl std::fmt::Debug for ArchiveData<'_> {
 }
 
 impl<'a> ArchiveData<'a> {
-    fn new(zip: Zip<'a>, manifest: &Manifest, limits: Limits, outer: bool) -> Result<Self> {
+    fn new(mut zip: Zip<'a>, manifest: &Manifest, limits: Limits, outer: bool) -> Result<Self> {
         let scan = scan_entries(&zip, &limits, outer)?;
         if !outer {
+            // (The outer ZIP's were checked by `open`.)
+            check_local_headers(&mut zip)?;
             check_listed_files(manifest, &scan.tables)?;
         }
         Ok(ArchiveData {
@@ -337,7 +336,10 @@ impl<'a> ArchiveData<'a> {
         for i in 0..self.tables.len() {
             let table = self.tables[i].clone();
             let cap = self.limits.max_entry_bytes.min(remaining);
-            let mut on_row = |row: Row| f(&table.name, row);
+            let mut on_line = |line: Line<'_>| match line.row {
+                Some(row) => f(&table.name, row),
+                None => Ok(()),
+            };
             let mut on_progress = |rows: u64| {
                 progress(Progress {
                     phase: Phase::Parse,
@@ -345,8 +347,7 @@ impl<'a> ArchiveData<'a> {
                     total: total_rows,
                 })
             };
-            let summary =
-                self.read_table_inner(&table, cap, Some(&mut on_row), None, &mut on_progress)?;
+            let summary = self.read_table_rows(&table, cap, &mut on_line, &mut on_progress)?;
             rows_before += summary.rows;
             remaining -= summary.bytes.min(remaining);
             out.push(summary);
@@ -395,178 +396,112 @@ impl<'a> ArchiveData<'a> {
             return Ok(None);
         };
         let mut rows = Vec::new();
-        let mut on_row = |row| {
-            rows.push(row);
-            Ok(())
+        let cap = self.limits.max_entry_bytes;
+        let mut keep = |line: Line<'_>| {
+            rows.extend(line.row);
+            Ok::<(), BackupError>(())
         };
-        self.read_table_inner(
-            &table,
-            self.limits.max_entry_bytes,
-            Some(&mut on_row),
-            None,
-            &mut |_| {},
-        )?;
+        self.read_table_rows(&table, cap, &mut keep, &mut |_| {})?;
         Ok(Some(rows))
     }
 
-    /// The exact bytes of `data/<name>.jsonl`, after checking every line, the sha256 and the row
-    /// count (`Ok(None)` if there is no such table). Used by the CLI to extract and re-pack
-    /// without re-serialising rows.
-    pub fn table_jsonl(&mut self, name: &str) -> Result<Option<(Vec<u8>, TableSummary)>> {
+    /// Stream the exact bytes of `data/<name>.jsonl`, one line at a time (with its line ending;
+    /// trailing blank lines included, so the pieces make up the file byte for byte), to `f`,
+    /// checking every line, the sha256 and the row count as it goes. `Ok(None)` if there is no
+    /// such table. Memory stays at one line, whatever the table's size.
+    ///
+    /// The checks of the file as a whole (sha256, row count) come after its last line: a caller
+    /// that must not keep anything of a bad archive writes where it can discard it (the CLI
+    /// extracts into a temporary directory). An error returned by `f` stops the reading and is
+    /// returned as is.
+    pub fn for_each_line<E: From<BackupError>>(
+        &mut self,
+        name: &str,
+        f: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Option<TableSummary>, E> {
         let Some(table) = self.tables.iter().find(|t| t.name == name).cloned() else {
             return Ok(None);
         };
-        let mut raw = Vec::new();
-        let summary = self.read_table_inner(
-            &table,
-            self.limits.max_entry_bytes,
-            None,
-            Some(&mut raw),
-            &mut |_| {},
-        )?;
-        Ok(Some((raw, summary)))
+        let cap = self.limits.max_entry_bytes;
+        let summary =
+            self.read_table_rows(&table, cap, &mut |line: Line<'_>| f(line.raw), &mut |_| {})?;
+        Ok(Some(summary))
     }
 
-    fn read_table_inner(
+    /// The exact bytes of `data/<name>.jsonl`, after checking every line, the sha256 and the row
+    /// count (`Ok(None)` if there is no such table). Holds the whole table in memory: prefer
+    /// [`Self::for_each_line`].
+    pub fn table_jsonl(&mut self, name: &str) -> Result<Option<(Vec<u8>, TableSummary)>> {
+        let mut raw = Vec::new();
+        let summary = self.for_each_line(name, &mut |line: &[u8]| {
+            raw.extend_from_slice(line);
+            Ok::<(), BackupError>(())
+        })?;
+        Ok(summary.map(|s| (raw, s)))
+    }
+
+    /// Read one table, line by line (each to `on_line`), then check it as a whole.
+    fn read_table_rows<E: From<BackupError>>(
         &mut self,
         table: &TableEntry,
         cap: u64,
-        mut on_row: Option<&mut dyn FnMut(Row) -> Result<()>>,
-        copy: Option<&mut Vec<u8>>,
+        on_line: &mut dyn FnMut(Line<'_>) -> Result<(), E>,
         on_progress: &mut dyn FnMut(u64),
-    ) -> Result<TableSummary> {
+    ) -> Result<TableSummary, E> {
         let name = table.name.as_str();
-        let expected = self
-            .files
-            .as_ref()
-            .and_then(|f| f.get(&format!("data/{name}.jsonl")))
-            .cloned();
-        let file = self.zip.by_index(table.index).map_err(|e| {
+        let what = format!("data/{name}.jsonl");
+        let expected = self.files.as_ref().and_then(|f| f.get(&what)).cloned();
+        let raw = self.zip.by_index_raw(table.index).map_err(|e| {
             BackupError::corrupt_at(name, None, format!("cannot read the entry: {e}"))
         })?;
-        let mut hashing = HashingReader {
-            inner: file.take(cap.saturating_add(1)),
-            hasher: Sha256::new(),
-            bytes: 0,
-            copy,
-        };
-        let max_line = self.limits.max_line_bytes;
-        let mut first_err: Option<BackupError> = None;
-        let mut io_err: Option<io::Error> = None;
+        let entry = EntryReader::new(raw, &what, table.declared, cap, true)?.hashing();
+        let mut lines = Lines::new(
+            BufReader::with_capacity(64 * 1024, entry),
+            name,
+            self.limits.max_line_bytes,
+        );
         let mut rows = 0u64;
-        let mut line_no = 0u64;
-        let mut blank_line: Option<u64> = None;
-        {
-            let mut reader = BufReader::with_capacity(64 * 1024, &mut hashing);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match (&mut reader)
-                    .take(max_line.saturating_add(2))
-                    .read_until(b'\n', &mut line)
-                {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        io_err = Some(e);
-                        break;
-                    }
-                }
-                if first_err.is_some() {
-                    // Keep reading only to learn whether the file's hash matches (tampered vs
-                    // corrupt); without a hash to check, stop at once.
-                    if expected.is_none() {
-                        break;
-                    }
-                    continue;
-                }
-                line_no += 1;
-                if line.len() as u64 > max_line.saturating_add(1) {
-                    first_err = Some(BackupError::corrupt_at(
-                        name,
-                        Some(line_no),
-                        format!("line longer than {max_line} bytes"),
-                    ));
-                    continue;
-                }
-                let mut content = line.as_slice();
-                if let Some(c) = content.strip_suffix(b"\n") {
-                    content = c;
-                }
-                if let Some(c) = content.strip_suffix(b"\r") {
-                    content = c;
-                }
-                if content.iter().all(u8::is_ascii_whitespace) {
-                    blank_line.get_or_insert(line_no);
-                    continue;
-                }
-                if let Some(blank) = blank_line {
-                    first_err = Some(BackupError::corrupt_at(
-                        name,
-                        Some(blank),
-                        "empty line: every line must be one JSON object",
-                    ));
-                    continue;
-                }
-                match serde_json::from_slice::<Value>(content) {
-                    Ok(Value::Object(row)) => {
+        let stop = loop {
+            match lines.next_line() {
+                Ok(None) => break None,
+                Ok(Some(line)) => {
+                    if line.row.is_some() {
                         rows += 1;
-                        if let Some(f) = on_row.as_mut() {
-                            f(row)?;
-                        }
                         if rows % 1024 == 0 {
                             on_progress(rows);
                         }
                     }
-                    Ok(other) => {
-                        first_err = Some(BackupError::corrupt_at(
-                            name,
-                            Some(line_no),
-                            format!("expected a JSON object, found {}", json_kind(&other)),
-                        ))
-                    }
-                    Err(e) => {
-                        first_err = Some(BackupError::corrupt_at(
-                            name,
-                            Some(line_no),
-                            format!("not valid JSON: {e}"),
-                        ))
-                    }
+                    on_line(line)?;
                 }
+                Err(stop) => break Some(stop),
             }
-        }
-        if hashing.bytes > cap {
-            return Err(BackupError::ArchiveTooLarge(format!(
-                "data/{name}.jsonl decompresses to more than {cap} bytes"
-            )));
-        }
-        let sha256 = hex::encode(hashing.hasher.finalize());
+        };
+        let failure = match stop {
+            None => None,
+            Some(Stop::Io(e)) => Some(lines.reader_mut().get_mut().error_for(e)),
+            Some(Stop::Content(e)) => {
+                // Read on only to learn whether the file's hash matches (tampered or corrupt).
+                if expected.is_some() {
+                    let _ = io::copy(lines.reader_mut(), &mut io::sink());
+                }
+                Some(e)
+            }
+        };
+        let entry = lines.into_inner().into_inner();
+        let complete = entry.complete();
+        let (bytes, sha256) = entry.finish();
+        // A file hash that does not match is the strongest evidence: it wins over what else went
+        // wrong, as long as every byte was read.
         if let Some(exp) = &expected {
-            let complete = first_err.is_none() || io_err.is_none();
-            if complete && (!exp.sha256.eq_ignore_ascii_case(&sha256) || exp.bytes != hashing.bytes)
-            {
+            if complete && (!exp.sha256.eq_ignore_ascii_case(&sha256) || exp.bytes != bytes) {
                 return Err(BackupError::ArchiveTampered(format!(
-                    "data/{name}.jsonl does not match the sha256 in the manifest"
-                )));
+                    "{what} does not match the sha256 in the manifest"
+                ))
+                .into());
             }
         }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        if let Some(e) = io_err {
-            // The ZIP reader stops an entry that inflates past its declared size (its error text
-            // is pinned by the `fail_zip_bomb_inflate` vector).
-            if hashing.bytes >= table.declared || e.to_string().contains("declared uncompressed") {
-                return Err(BackupError::ArchiveTooLarge(format!(
-                    "data/{name}.jsonl inflates past its declared {} bytes (zip bomb)",
-                    table.declared
-                )));
-            }
-            return Err(BackupError::corrupt_at(
-                name,
-                None,
-                format!("damaged ZIP entry: {e}"),
-            ));
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         if let Some(&expected_rows) = self.row_counts.get(name) {
             if expected_rows != rows {
@@ -574,66 +509,53 @@ impl<'a> ArchiveData<'a> {
                     name,
                     None,
                     format!("rowCounts says {expected_rows} rows, the file has {rows}"),
-                ));
+                )
+                .into());
             }
         }
         on_progress(rows);
         Ok(TableSummary {
             name: name.to_string(),
             rows,
-            bytes: hashing.bytes,
+            bytes,
             sha256,
         })
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-struct HashingReader<'c, R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-    copy: Option<&'c mut Vec<u8>>,
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        if let Some(c) = self.copy.as_mut() {
-            c.extend_from_slice(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
-
-fn open_zip(bytes: Cow<'_, [u8]>, outer: bool) -> Result<Zip<'_>> {
+fn open_zip<'b>(bytes: Cow<'b, [u8]>, outer: bool, limits: &Limits) -> Result<Zip<'b>> {
     let looks_like_zip = bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06");
-    ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+    let what = |reason: String| {
         if !outer {
-            BackupError::corrupt(format!("the unsealed data is not a valid ZIP: {e}"))
+            BackupError::corrupt(format!("the unsealed data is not a valid ZIP: {reason}"))
         } else if looks_like_zip {
-            BackupError::corrupt(format!("truncated or damaged ZIP: {e}"))
+            BackupError::corrupt(format!("truncated or damaged ZIP: {reason}"))
         } else {
-            BackupError::NotAManaArchive(format!("not a ZIP archive: {e}"))
+            BackupError::NotAManaArchive(format!("not a ZIP archive: {reason}"))
         }
-    })
+    };
+    // Our layout checks first: they bound what the zip crate will allocate.
+    if layout::check(&bytes, limits)?.is_none() {
+        return Err(what("no end of central directory record".into()));
+    }
+    let config = Config {
+        archive_offset: ArchiveOffset::Known(0),
+    };
+    ZipArchive::with_config(config, Cursor::new(bytes)).map_err(|e| what(e.to_string()))
+}
+
+/// Every local header repeats its central-directory record (name, Unicode path, method, flags,
+/// sizes, CRC), so a streaming reader sees the same entries as a seeking one. Checked by the
+/// `zip` crate, after the names were (an unsafe name is `invalid_entry_name`, whatever else).
+fn check_local_headers(zip: &mut Zip<'_>) -> Result<()> {
+    zip.validate_header_consistency()
+        .map_err(|e| BackupError::corrupt(format!("ambiguous ZIP: {e}")))
 }
 
 struct Scan {
     manifest: Option<usize>,
-    /// index, stored (not deflated)
-    sealed: Option<(usize, bool)>,
+    /// index of `data.sealed`
+    sealed: Option<usize>,
     tables: Vec<TableEntry>,
 }
 
@@ -681,6 +603,9 @@ fn scan_entries(zip: &Zip<'_>, limits: &Limits, outer: bool) -> Result<Scan> {
             kind,
             EntryKind::Manifest | EntryKind::Sealed | EntryKind::Data(_)
         );
+        if relevant && !entry::is_supported(entry.compression()) {
+            return Err(entry::unsupported(&name, entry.compression()));
+        }
         if relevant && size > limits.max_entry_bytes {
             return Err(BackupError::ArchiveTooLarge(format!(
                 "{name} declares {size} uncompressed bytes (limit {})",
@@ -698,13 +623,11 @@ fn scan_entries(zip: &Zip<'_>, limits: &Limits, outer: bool) -> Result<Scan> {
         }
         match kind {
             EntryKind::Manifest if outer => scan.manifest = Some(index),
-            EntryKind::Sealed if outer => {
-                scan.sealed = Some((index, entry.compression() == CompressionMethod::Stored))
-            }
+            EntryKind::Sealed if outer => scan.sealed = Some(index),
             EntryKind::Data(table) => scan.tables.push(TableEntry {
                 name: table,
                 index,
-                declared: size,
+                declared: Declared::of(&entry),
             }),
             // Inside data.sealed only data/ files count; anything else is ignored.
             _ => {}
@@ -754,22 +677,19 @@ fn check_listed_files(manifest: &Manifest, tables: &[TableEntry]) -> Result<()> 
     Ok(())
 }
 
-fn read_entry(zip: &mut Zip<'_>, index: usize, cap: u64, what: &str) -> Result<Vec<u8>> {
-    let f = zip
-        .by_index(index)
+fn read_entry(
+    zip: &mut Zip<'_>,
+    index: usize,
+    cap: u64,
+    what: &str,
+    check_crc: bool,
+) -> Result<Vec<u8>> {
+    let declared = zip
+        .by_index_data(index)
+        .map(|e| Declared::of(&e))
         .map_err(|e| BackupError::corrupt(format!("{what}: {e}")))?;
-    read_capped(f, cap, what)
-}
-
-fn read_capped(r: impl Read, cap: u64, what: &str) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    r.take(cap.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| BackupError::corrupt(format!("{what}: damaged ZIP entry: {e}")))?;
-    if buf.len() as u64 > cap {
-        return Err(BackupError::ArchiveTooLarge(format!(
-            "{what} is larger than {cap} bytes"
-        )));
-    }
-    Ok(buf)
+    let raw = zip
+        .by_index_raw(index)
+        .map_err(|e| BackupError::corrupt(format!("{what}: {e}")))?;
+    EntryReader::new(raw, what, declared, cap, check_crc)?.read_all()
 }

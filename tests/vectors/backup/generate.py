@@ -323,6 +323,219 @@ def generate():
     write("fail_row_count_mismatch", unsealed(m=json.dumps(m).encode()), None,
           err("archive_corrupt", table="notes"))
 
+    ambiguous_vectors()
+
+
+# --- a ZIP laid out by hand, for the layouts no well-behaved writer produces ---------------------
+def local_header(name, data, crc=None, csize=None, usize=None, method=0, flags=0x0800):
+    """A stored (method 0) local header for `data` (already compressed if method != 0)."""
+    n = name.encode()
+    crc = zlib.crc32(data) if crc is None else crc
+    csize = len(data) if csize is None else csize
+    usize = len(data) if usize is None else usize
+    return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x5B39, crc, csize, usize,
+                       len(n), 0) + n
+
+
+def central_record(name, data, offset, crc=None, csize=None, usize=None, method=0, flags=0x0800,
+                   comment=b""):
+    n = name.encode()
+    crc = zlib.crc32(data) if crc is None else crc
+    csize = len(data) if csize is None else csize
+    usize = len(data) if usize is None else usize
+    return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, flags, method, 0, 0x5B39, crc, csize,
+                       usize, len(n), 0, len(comment), 0, 0, 0o644 << 16, offset) + n + comment
+
+
+def end_record(count, cd_size, cd_offset, comment=b""):
+    return struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, cd_size, cd_offset,
+                       len(comment)) + comment
+
+
+def raw_zip(entries, prefix=b"", between=b"", extra_central=(), comment=b""):
+    """entries: (name, stored data); `prefix` before the first local header, `between` between the
+    last entry and the central directory; `extra_central`: central records (fn of offsets)."""
+    body = bytearray(prefix)
+    central = bytearray()
+    offsets = {}
+    for name, data in entries:
+        offsets[name] = len(body)
+        body += local_header(name, data) + data
+    body += between
+    cd_offset = len(body)
+    for name, data in entries:
+        central += central_record(name, data, offsets[name])
+    for rec in extra_central:
+        central += rec(offsets)
+    count = len(entries) + len(extra_central)
+    return bytes(body + central + end_record(count, len(central), cd_offset, comment))
+
+
+def patch_central(archive, name, field_offset, fmt, value, local_offset=None):
+    """Rewrite a field of `name`'s central record (and, if given, of its local header)."""
+    b = bytearray(archive)
+    eocd = b.rfind(b"PK\x05\x06")
+    cd_off = struct.unpack_from("<I", b, eocd + 16)[0]
+    count = struct.unpack_from("<H", b, eocd + 10)[0]
+    p = cd_off
+    for _ in range(count):
+        n, m, k = struct.unpack_from("<HHH", b, p + 28)
+        fname = bytes(b[p + 46:p + 46 + n]).decode()
+        local = struct.unpack_from("<I", b, p + 42)[0]
+        if fname == name:
+            struct.pack_into(fmt, b, p + field_offset, value)
+            if local_offset is not None:
+                struct.pack_into(fmt, b, local + local_offset, value)
+        p += 46 + n + m + k
+    return bytes(b)
+
+
+def rename_central(archive, old, new):
+    """The central directory says `new` where the local header still says `old` (same length)."""
+    assert len(old) == len(new)
+    b = bytearray(archive)
+    cd_off = struct.unpack_from("<I", b, b.rfind(b"PK\x05\x06") + 16)[0]
+    at = b.index(old.encode(), cd_off)
+    b[at:at + len(old)] = new.encode()
+    return bytes(b)
+
+
+def plain_entries(rows=ROWS, with_files=True):
+    files = data_files(rows)
+    m = manifest(rows, files if with_files else None)
+    return [("manifest.json", m)] + list(files.items())
+
+
+def ambiguous_vectors():
+    """Archives that different ZIP readers would see differently (archive_corrupt), size and count
+    limits checked before the directory is parsed, and the true class of each entry failure."""
+    good = raw_zip(plain_entries())
+    # The stored name passes every name check, but the local header (which streaming readers and
+    # `unzip`-style tools use) says "../../evil.txt" ("zip cloaking").
+    cloaked = raw_zip(plain_entries() + [("../../evil.txt", b"pwned\n")])
+    write("fail_zip_cloaking", rename_central(cloaked, "../../evil.txt", "extra/evil.txt"), None,
+          err("archive_corrupt"))
+    # The local header's CRC disagrees with the central directory's.
+    write("fail_local_header_mismatch", patch_local(good, "data/notes.jsonl", 14, "<I", 0xDEADBEEF),
+          None, err("archive_corrupt"))
+    # An ignored entry whose stored data holds a whole second entry: data/notes.jsonl is listed
+    # twice over the same bytes (the overlap behind "35 KB extracted to 2 GB").
+    inner_rows = {"notes": [{"id": "overlap"}]}
+    inner_data = jsonl(inner_rows["notes"])
+    inner = local_header("data/notes.jsonl", inner_data) + inner_data
+    m = manifest(inner_rows, None)
+    entries = [("manifest.json", m), ("extra/blob.bin", b"xx" + inner + b"yy")]
+    def shadow(offsets):
+        return central_record("data/notes.jsonl", inner_data, offsets["extra/blob.bin"] + 30 +
+                              len("extra/blob.bin") + 2)
+    write("fail_overlapping_entries", raw_zip(entries, extra_central=[shadow]), None,
+          err("archive_corrupt"))
+    # A compressed size that runs past the end of the file (and one that runs into the directory).
+    last = "data/todo_items.jsonl"
+    size = len(data_files()[last])
+    write("fail_size_past_end", patch_central(good, last, 20, "<I", size + len(good), local_offset=18),
+          None, err("archive_corrupt"))
+    write("fail_size_into_directory", patch_central(good, "data/empty.jsonl", 20, "<I", 40,
+                                                    local_offset=18), None, err("archive_corrupt"))
+    # ... and one that runs into the next entry.
+    write("fail_size_into_next_entry", patch_central(good, last, 20, "<I", size + 40, local_offset=18),
+          None, err("archive_corrupt"))
+    # Data before the first local header: shifted offsets (the zip crate finds the shift) and
+    # offsets that count the prefix (a self-extracting stub, `zip -A`).
+    stub = b"MZ this is not part of the archive\n" * 4
+    write("fail_data_before_first_header", stub + good, None, err("archive_corrupt"))
+    entries = plain_entries()
+    adjusted = raw_zip(entries, prefix=stub)
+    write("fail_prefix_offsets_adjusted", adjusted, None, err("archive_corrupt"))
+    # Data after the end record, between the directory and the end record, between two entries.
+    write("fail_data_after_end_record", good + b"trailing bytes\n", None, err("archive_corrupt"))
+    eocd = good.rfind(b"PK\x05\x06")
+    write("fail_data_before_end_record", good[:eocd] + b"junk" + good[eocd:], None,
+          err("archive_corrupt"))
+    hidden = local_header("data/hidden.jsonl", b'{"id":"hidden"}\n') + b'{"id":"hidden"}\n'
+    write("fail_hidden_local_header", raw_zip(entries, between=hidden), None, err("archive_corrupt"))
+    # More than one end record: appended, and one that hides in the other's comment.
+    write("fail_two_end_records", good + good[eocd:], None, err("archive_corrupt"))
+    first = bytearray(good[eocd:])
+    struct.pack_into("<H", first, 20, 22)
+    write("fail_end_record_in_comment", good[:eocd] + bytes(first) + good[eocd:], None,
+          err("archive_corrupt"))
+    # The end record counts fewer entries than the directory holds (a reader that trusts the count
+    # misses data/hidden.jsonl; one that walks the directory finds it).
+    hid = raw_zip(entries + [("data/hidden.jsonl", b'{"id":"hidden"}\n')])
+    e2 = hid.rfind(b"PK\x05\x06")
+    b = bytearray(hid)
+    struct.pack_into("<HH", b, e2 + 8, len(entries), len(entries))
+    write("fail_entry_count_mismatch", bytes(b), None, err("archive_corrupt"))
+    # Bounded memory: a zip64 end record that declares 5,000,000 entries is refused before the
+    # directory is parsed; so is a directory larger than the limit.
+    body_end = struct.unpack_from("<I", good, eocd + 16)[0]
+    cd = good[body_end:eocd]
+    z64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 5_000_000, 5_000_000,
+                      5_000_000 * 46, body_end)
+    loc = struct.pack("<IIQI", 0x07064B50, 0, body_end + len(cd), 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    write("fail_too_many_entries_declared", good[:eocd] + z64 + loc + end, None,
+          err("archive_too_large"))
+    write("fail_directory_too_large", good, None, err("archive_too_large"),
+          limits={"maxDirectoryBytes": 128})
+    write("fail_too_many_entries", good, None, err("archive_too_large"), limits={"maxEntries": 3})
+
+    # --- the true class of each entry failure ---------------------------------------------------
+    # A CRC-32 that does not match (both headers agree on it): a damaged entry, not a zip bomb.
+    orig = unsealed(with_files=False)
+    crc = zlib.crc32(data_files()["data/notes.jsonl"]) ^ 0x1
+    write("fail_crc_mismatch", patch_central(orig, "data/notes.jsonl", 16, "<I", crc, local_offset=14),
+          None, err("archive_corrupt"))
+    # Fewer bytes than both headers declare (under every limit).
+    write("fail_uncompressed_size_mismatch", patch_sizes(orig, "data/notes.jsonl", 4096), None,
+          err("archive_corrupt"))
+    # Compression methods a .mana archive never uses.
+    for vname, method in [("bzip2", zipfile.ZIP_BZIP2), ("lzma", zipfile.ZIP_LZMA)]:
+        files = data_files()
+        entries = [("manifest.json", manifest(ROWS, files), zipfile.ZIP_DEFLATED)]
+        entries += [(n, d, method if "notes" in n else zipfile.ZIP_DEFLATED) for n, d in files.items()]
+        write(f"fail_method_{vname}", make_zip(entries), None, err("unsupported_format_version"))
+    # An archive written to a pipe: data descriptors after each entry (a streaming writer's
+    # layout) is a sound layout and imports.
+    write("ok_unsealed_streamed", streamed_zip(plain_entries()), None, ok(False))
+
+
+def patch_local(archive, name, field_offset, fmt, value):
+    """Rewrite a field of `name`'s local header only (the archive starts with a local header)."""
+    b = bytearray(archive)
+    at = 0
+    while True:
+        n = struct.unpack_from("<H", b, at + 26)[0]
+        if bytes(b[at + 30:at + 30 + n]).decode() == name:
+            struct.pack_into(fmt, b, at + field_offset, value)
+            return bytes(b)
+        m = struct.unpack_from("<H", b, at + 28)[0]
+        csize = struct.unpack_from("<I", b, at + 18)[0]
+        at += 30 + n + m + csize
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable stream: zipfile then writes data descriptors."""
+    def __init__(self):
+        self.buf = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.buf += b
+        return len(b)
+
+
+def streamed_zip(entries):
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w") as z:
+        for name, data in entries:
+            with z.open(zinfo(name), "w") as f:
+                f.write(data)
+    return bytes(pipe.buf)
+
 
 def check(path, passphrase=None):
     """A reader that knows only the original fields (no `files`, no `keyCheck`)."""

@@ -7,6 +7,10 @@ use mana_sync::protocol::ErrorBody;
 
 use crate::store::StoreError;
 
+/// Marks an error answer with its code, for the rejection counter of `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error answered to the client. `code` is a stable machine code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppError {
@@ -101,6 +105,7 @@ impl IntoResponse for AppError {
             }),
         )
             .into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

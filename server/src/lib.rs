@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{broadcast, watch};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod billing;
 pub mod config;
 pub mod error;
 mod limits;
+pub mod metrics;
 pub mod rate;
 pub mod store;
 mod stream;
@@ -36,6 +38,8 @@ use store::{LoggedChange, SqliteStore, Store};
 /// Announced to every live stream after a push commits.
 #[derive(Debug)]
 pub struct PushEvent {
+    /// When the push committed (fan-out latency is measured from here).
+    pub committed: std::time::Instant,
     pub app_id: String,
     pub client_id: String,
     pub changes: Vec<LoggedChange>,
@@ -49,6 +53,7 @@ pub struct AppState {
     pub memberships: Arc<Memberships>,
     pub billing: Arc<billing::Billing>,
     pub rate: Arc<rate::RateLimits>,
+    pub metrics: Arc<metrics::Metrics>,
     pub events: broadcast::Sender<Arc<PushEvent>>,
     /// Flips to `true` when the server shuts down: live streams end so that in-flight
     /// requests can finish and the process can exit.
@@ -138,6 +143,7 @@ impl AppState {
                     (config.rate_limit_per_minute, config.rate_limit_burst),
                     (config.rate_limit_ip_per_minute, config.rate_limit_ip_burst),
                 )),
+                metrics: Arc::new(metrics::Metrics::new()),
                 events,
                 shutdown: rx,
                 max_schema_version: config.max_schema_version,
@@ -156,6 +162,7 @@ pub fn app(state: AppState) -> Router {
     let cors = cors_layer(state.cors_origins.as_deref());
     let mut router = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .route("/sync/{app_id}", post(sync::push))
         .route("/sync/{app_id}/pull", get(sync::pull))
         .route("/sync/{app_id}/stream", get(stream::sse))
@@ -171,9 +178,26 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limits::declared_body_size,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_rejections,
+        ))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Every request's span names its id (`x-request-id`, set when the client sent none), so each
+/// log line of a request can be found by the id its answer carries.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
 }
 
 fn cors_layer(origins: Option<&str>) -> CorsLayer {

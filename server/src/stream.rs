@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
+use crate::metrics::{Live, Metrics};
 use crate::store::{PageQuery, Store};
 use crate::sync::{check_app_id, parse_collections, parse_cursor, DEFAULT_LIMIT};
 use crate::{wait_shutdown, AppState, PushEvent};
@@ -51,6 +52,10 @@ struct SseState {
     expires: tokio::time::Instant,
     catching_up: bool,
     first: bool,
+    /// When the push that woke the stream committed (for the fan-out latency).
+    woken_by: Option<std::time::Instant>,
+    metrics: Arc<Metrics>,
+    _live: Live,
 }
 
 pub async fn sse(
@@ -97,6 +102,9 @@ pub async fn sse(
         expires: crate::auth::expiry_instant(claims.exp),
         catching_up: true,
         first: true,
+        woken_by: None,
+        metrics: st.metrics.clone(),
+        _live: Live::new(&st.metrics.live_sse),
     };
     let stream = futures_util::stream::unfold(state, next_event);
     Ok(Sse::new(stream).keep_alive(
@@ -134,6 +142,9 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
                         continue;
                     }
                     s.first = false;
+                    if let Some(at) = s.woken_by.take() {
+                        s.metrics.fanout_seconds.observe(at.elapsed().as_secs_f64());
+                    }
                     let cursor = page.next.to_string();
                     let body = PullResponse {
                         server_changes: page.changes,
@@ -164,6 +175,7 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
                 Ok(ev) => {
                     if s.concerns(&ev) {
                         s.catching_up = true;
+                        s.woken_by.get_or_insert(ev.committed);
                     }
                 }
                 Err(RecvError::Lagged(_)) => s.catching_up = true,

@@ -74,6 +74,7 @@ pub async fn push(
     user: AuthUser,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncResponse>, AppError> {
+    let started = std::time::Instant::now();
     let body = body.map_err(body_rejection)?;
     check_app_id(&app_id)?;
     let raw: RawChangeset = serde_json::from_slice(&body).map_err(|e| {
@@ -136,6 +137,11 @@ pub async fn push(
             changes,
         })
         .await?;
+    st.metrics.pushes.inc();
+    st.metrics.changes.inc_by(outcome.applied.len() as u64);
+    st.metrics
+        .push_seconds
+        .observe(started.elapsed().as_secs_f64());
     tracing::debug!(
         app = %app_id, user = %user.user_id, applied = outcome.applied.len(),
         duplicates = outcome.duplicates, "push committed"
@@ -143,6 +149,7 @@ pub async fn push(
     if !outcome.applied.is_empty() {
         // No receiver is fine: nobody is listening.
         let _ = st.events.send(Arc::new(PushEvent {
+            committed: std::time::Instant::now(),
             app_id: app_id.clone(),
             client_id: client_id.clone(),
             changes: outcome.applied,

@@ -21,6 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{authenticate, AuthUser, ClientIp};
 use crate::error::AppError;
+use crate::metrics::{Live, Metrics};
 use crate::store::Viewer;
 use crate::sync::check_app_id;
 use crate::{wait_shutdown, AppState, PushEvent};
@@ -87,7 +88,8 @@ async fn send_frame(socket: &mut WebSocket, frame: &WsServerFrame) -> bool {
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-async fn reject(mut socket: WebSocket, code: &str, message: &str, close: u16) {
+async fn reject(metrics: &Metrics, mut socket: WebSocket, code: &str, message: &str, close: u16) {
+    metrics.reject(code);
     let frame = WsServerFrame::Error {
         code: code.to_owned(),
         message: message.to_owned(),
@@ -122,21 +124,30 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
         Some(t) => (t, p.client_id),
         None => match tokio::time::timeout(AUTH_TIMEOUT, read_auth(&mut socket)).await {
             Ok(Ok((t, c))) => (t, c.or(p.client_id)),
-            Ok(Err(why)) => return reject(socket, "unauthorized", why, 4401).await,
-            Err(_) => return reject(socket, "unauthorized", "no auth frame in time", 4401).await,
+            Ok(Err(why)) => return reject(&st.metrics, socket, "unauthorized", why, 4401).await,
+            Err(_) => {
+                return reject(
+                    &st.metrics,
+                    socket,
+                    "unauthorized",
+                    "no auth frame in time",
+                    4401,
+                )
+                .await
+            }
         },
     };
     let (user_id, expires) = match authenticate(&st, Some(&token), ip).await {
         Ok(c) => (c.sub, crate::auth::expiry_instant(c.exp)),
         // 4429 like HTTP's 429: the client reconnects after its backoff.
         Err(e) if e.code == "rate_limited" => {
-            return reject(socket, e.code, &e.message, 4429).await
+            return reject(&st.metrics, socket, e.code, &e.message, 4429).await
         }
-        Err(e) => return reject(socket, e.code, &e.message, 4401).await,
+        Err(e) => return reject(&st.metrics, socket, e.code, &e.message, 4401).await,
     };
     let viewer = match st.memberships.viewer(&AuthUser { user_id, token }).await {
         Ok(v) => v,
-        Err(e) => return reject(socket, e.code, &e.message, 1011).await,
+        Err(e) => return reject(&st.metrics, socket, e.code, &e.message, 1011).await,
     };
     // Subscribe before saying ready: every push after `auth-ok` is announced.
     let mut rx = st.events.subscribe();
@@ -148,6 +159,7 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
     if !send_frame(&mut socket, &ready).await {
         return;
     }
+    let _live = Live::new(&st.metrics.live_ws);
     loop {
         tokio::select! {
             _ = wait_shutdown(&mut shutdown) => {
@@ -159,7 +171,7 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
             }
             _ = tokio::time::sleep_until(expires) => {
                 // Reconnect with a fresh token.
-                return reject(socket, "unauthorized", "token expired", 4401).await;
+                return reject(&st.metrics, socket, "unauthorized", "token expired", 4401).await;
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => {
@@ -172,11 +184,13 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                 Some(Ok(_)) => {}
             },
             ev = rx.recv() => {
+                let mut committed = None;
                 let tables = match ev {
                     Ok(ev) => {
                         if let Some(max) = ev.changes.iter().map(|c| c.seq).max() {
                             seen = seen.max(max);
                         }
+                        committed = Some(ev.committed);
                         tables_for(&ev, &viewer, app.as_deref(), client_id.as_deref())
                     }
                     Err(RecvError::Lagged(_)) => {
@@ -192,10 +206,14 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                     }
                     Err(RecvError::Closed) => return,
                 };
+                let announced = !tables.is_empty();
                 for (app_id, table) in tables {
                     if !send_frame(&mut socket, &WsServerFrame::SyncAvailable { app_id, table }).await {
                         return;
                     }
+                }
+                if let (true, Some(at)) = (announced, committed) {
+                    st.metrics.fanout_seconds.observe(at.elapsed().as_secs_f64());
                 }
             }
         }

@@ -54,7 +54,7 @@ pub fn status_of(code: &str) -> u8 {
         | "wrong_passphrase_or_tampered"
         | "invalid_passphrase" => 3,
         "archive_tampered" | "archive_corrupt" | "archive_too_large" | "invalid_entry_name" => 4,
-        "io_error" | "output_exists" => 5,
+        "io_error" | "output_exists" | "output_symlink" => 5,
         "not_a_mana_archive" | "unsupported_format_version" | "already_sealed" => 6,
         _ => 1,
     }

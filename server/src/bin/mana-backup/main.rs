@@ -1,6 +1,7 @@
 //! `mana-backup`: inspect, verify, extract, unseal and seal `.mana` v2 backup archives
 //! (DESIGN.md §6) with the same code the browser uses (`mana_sync::backup`).
 
+mod extract;
 mod failure;
 mod passphrase;
 
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use mana_sync::backup::{self, ArchiveData, BackupWriter, ManifestInfo, OpenedArchive};
 use serde_json::json;
 
+use extract::Staging;
 use failure::Failure;
 use passphrase::PassphraseSource;
 
@@ -26,7 +28,8 @@ On failure the last line on stderr is `error[<code>]: <message>` and the exit st
   3  passphrase: passphrase_required, wrong_passphrase, wrong_passphrase_or_tampered,
      invalid_passphrase (empty, or the two prompts differ)
   4  integrity: archive_tampered, archive_corrupt, archive_too_large, invalid_entry_name
-  5  I/O: io_error, output_exists (nothing is overwritten without --force)
+  5  I/O: io_error, output_exists (nothing is overwritten without --force),
+     output_symlink (extract never writes through a symbolic link, even with --force)
   6  not an archive this tool reads: not_a_mana_archive, unsupported_format_version,
      already_sealed
   1  anything else (internal)";
@@ -57,7 +60,9 @@ enum Command {
         #[command(flatten)]
         pass: PassArgs,
     },
-    /// Write manifest.json and data/<table>.jsonl into a directory (after verifying everything).
+    /// Write manifest.json and data/<table>.jsonl into a directory. Tables are streamed into a
+    /// temporary directory beside it and renamed into place once all of it was checked: a
+    /// failure leaves nothing behind; symbolic links in the output are refused.
     Extract {
         /// The .mana file.
         file: PathBuf,
@@ -176,23 +181,29 @@ fn run(command: Command) -> Result<(), Failure> {
             let bytes = read_file(&file)?;
             let archive = backup::open(&bytes)?;
             let mut data = open_data(&archive, &pass)?;
-            // Everything is checked before the first file is written.
-            data.verify(&mut |_| {})?;
             let names: Vec<String> = data.table_names().iter().map(|s| s.to_string()).collect();
             let manifest =
                 serde_json::to_vec_pretty(archive.manifest()).map_err(Failure::internal)?;
-            let data_dir = output.join("data");
-            fs::create_dir_all(&data_dir)
-                .map_err(|e| Failure::io(format!("cannot create {}: {e}", data_dir.display())))?;
-            write_new(&output.join("manifest.json"), &manifest, force)?;
+            let mut staging = Staging::new(&output, &names, force)?;
+            staging.write(Path::new("manifest.json"), |w| {
+                w.write_all(&manifest)
+                    .map_err(|e| Failure::io(format!("cannot write manifest.json: {e}")))
+            })?;
             for name in &names {
                 // Table names were validated (ASCII letters, digits, '_', '-', '.'), so the path
-                // stays inside data/.
-                let (jsonl, _) = data.table_jsonl(name)?.ok_or_else(|| {
-                    Failure::internal(format!("table {name} vanished while extracting"))
+                // stays inside data/. Each line is checked, then written: one line in memory.
+                let rel = Path::new("data").join(format!("{name}.jsonl"));
+                staging.write(&rel, |w| {
+                    data.for_each_line(name, &mut |line: &[u8]| {
+                        w.write_all(line).map_err(|e| {
+                            Failure::io(format!("cannot write {}: {e}", rel.display()))
+                        })
+                    })?
+                    .ok_or_else(|| Failure::internal(format!("table {name} vanished")))
+                    .map(drop)
                 })?;
-                write_new(&data_dir.join(format!("{name}.jsonl")), &jsonl, force)?;
             }
+            staging.commit()?;
             eprintln!(
                 "extracted manifest.json and {} table(s) into {}",
                 names.len(),
@@ -254,16 +265,17 @@ fn rewrite(
     let mut writer = BackupWriter::new(ManifestInfo::from_manifest(archive.manifest()));
     let names: Vec<String> = data.table_names().iter().map(|s| s.to_string()).collect();
     for name in names {
-        let (jsonl, _) = data
-            .table_jsonl(&name)?
-            .ok_or_else(|| Failure::internal(format!("table {name} vanished")))?;
         writer.begin_table(&name)?;
-        for line in jsonl.split(|b| *b == b'\n') {
+        // One line at a time: the table is never held whole (only the archive being written).
+        data.for_each_line(&name, &mut |line: &[u8]| {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.iter().all(u8::is_ascii_whitespace) {
                 writer.write_raw_line(line)?;
             }
-        }
+            Ok::<(), Failure>(())
+        })?
+        .ok_or_else(|| Failure::internal(format!("table {name} vanished")))?;
     }
     Ok(finish(writer)?)
 }

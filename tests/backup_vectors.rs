@@ -234,3 +234,27 @@ fn sealing_is_byte_identical_to_the_independent_writer() {
     backup::seal::encrypt_in_place(&key, &params.iv, &mut inner).unwrap();
     assert_eq!(inner, sealed_entry(&bytes));
 }
+
+/// The hand-written layout checks never panic: every truncation of a good archive (deflated,
+/// streamed with data descriptors, with a zip64 end record) is refused with a code, and every
+/// single-bit flip is read or refused with a code.
+#[test]
+fn every_truncation_and_bit_flip_is_refused_or_read_without_panic() {
+    for name in ["ok_unsealed", "ok_unsealed_streamed", "ok_unsealed_zip64_end"] {
+        let bytes = std::fs::read(vector_dir().join(format!("{name}.mana"))).unwrap();
+        for len in 0..bytes.len() {
+            let err = run(&bytes[..len], None, Limits::default())
+                .err()
+                .unwrap_or_else(|| panic!("{name} cut to {len} bytes was read"));
+            assert!(!err.code().is_empty());
+        }
+        let mut flipped = bytes.clone();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                flipped[i] ^= 1 << bit;
+                let _ = run(&flipped, None, Limits::default());
+                flipped[i] ^= 1 << bit;
+            }
+        }
+    }
+}

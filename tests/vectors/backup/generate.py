@@ -499,6 +499,26 @@ def ambiguous_vectors():
     # An archive written to a pipe: data descriptors after each entry (a streaming writer's
     # layout) is a sound layout and imports.
     write("ok_unsealed_streamed", streamed_zip(plain_entries()), None, ok(False))
+    # ... but a data descriptor must repeat the central directory's CRC and sizes.
+    streamed = bytearray(streamed_zip(plain_entries()))
+    at = streamed.index(b"PK\x07\x08")
+    streamed[at + 4] ^= 0xFF
+    write("fail_data_descriptor_mismatch", bytes(streamed), None, err("archive_corrupt"))
+    # A zip64 end record (and locator) that agrees with the end record is a sound layout.
+    cd_start = struct.unpack_from("<I", good, eocd + 16)[0]
+    cd_len = eocd - cd_start
+    z64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 4, 4, cd_len, cd_start)
+    loc = struct.pack("<IIQI", 0x07064B50, 0, eocd, 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    write("ok_unsealed_zip64_end", good[:eocd] + z64 + loc + end, None, ok(False))
+    # The ZIP inside data.sealed gets the same checks: a cloaked name, bytes before its first
+    # local header.
+    inner_entries = list(data_files().items())
+    cloaked = raw_zip(inner_entries + [("../../evil.txt", b"pwned\n")])
+    arch, _, _ = sealed(inner=rename_central(cloaked, "../../evil.txt", "extra/evil.txt"))
+    write("fail_sealed_inner_zip_cloaking", arch, PASS, err("archive_corrupt"))
+    arch, _, _ = sealed(inner=b"junk" + raw_zip(inner_entries))
+    write("fail_sealed_inner_data_before_first_header", arch, PASS, err("archive_corrupt"))
 
 
 def patch_local(archive, name, field_offset, fmt, value):

@@ -13,7 +13,8 @@ pub enum BackupError {
     #[error("not a .mana archive: {0}")]
     NotAManaArchive(String),
 
-    /// `formatVersion` is not 2, or the archive uses a KDF/cipher this version does not know.
+    /// `formatVersion` is not 2, or the archive uses a KDF/cipher this version does not know, or
+    /// an entry it reads is compressed with a method other than stored or deflate.
     #[error("unsupported .mana format: {0}")]
     UnsupportedFormatVersion(String),
 
@@ -36,8 +37,11 @@ pub enum BackupError {
     WrongPassphraseOrTampered,
 
     /// The archive's content is malformed: a JSONL line that is not one JSON object, a row count
-    /// that disagrees with the manifest, a malformed manifest field. `table` and `line` (1-based)
-    /// locate the problem when it is inside a `data/<table>.jsonl` file.
+    /// that disagrees with the manifest, a malformed manifest field, a damaged entry (CRC-32
+    /// mismatch, fewer bytes than declared), or a ZIP that another reader could see differently
+    /// (a local header that disagrees with the central directory, overlapping entries, bytes
+    /// before the first entry or after the end record, two end records). `table` and `line`
+    /// (1-based) locate the problem when it is inside a `data/<table>.jsonl` file.
     #[error("archive corrupt{}: {reason}", location(table.as_deref(), *line))]
     ArchiveCorrupt {
         /// Table whose `data/<table>.jsonl` is bad, if the problem is in a data file.
@@ -48,8 +52,9 @@ pub enum BackupError {
         reason: String,
     },
 
-    /// The archive (or one entry, or the sum of its entries) exceeds a size limit ([`Limits`]),
-    /// by its declared sizes or while it is being decompressed (zip bomb).
+    /// The archive (or one entry, or the sum of its entries, or its entry count or central
+    /// directory) exceeds a limit ([`Limits`]), by its declared sizes or while it is being
+    /// decompressed (an entry that inflates past its declared size is a zip bomb).
     ///
     /// [`Limits`]: super::Limits
     #[error("archive too large: {0}")]

@@ -58,6 +58,19 @@ pub struct Config {
     pub rate_limit_ip_per_minute: u32,
     #[arg(long, env = "RATE_LIMIT_IP_BURST", default_value_t = 60)]
     pub rate_limit_ip_burst: u32,
+    /// Open connections at most (live streams included); more wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long.
+    #[arg(long, env = "HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A connection that neither reads nor writes for this long is closed (live streams
+    /// send a heartbeat or ping well within it).
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub idle_timeout_ms: u64,
+    /// A request's whole body must arrive within this long (408 otherwise).
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
     /// Interval of the `: heartbeat` comments on SSE streams (tests shorten it).
     #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 30_000, hide = true)]
     pub sse_heartbeat_ms: u64,

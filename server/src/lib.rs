@@ -24,6 +24,7 @@ pub mod error;
 mod limits;
 pub mod metrics;
 pub mod rate;
+mod serve;
 pub mod store;
 mod stream;
 mod sync;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     pub max_schema_version: u32,
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub connections: serve::ConnectionLimits,
+    /// Interval of SSE heartbeats and WebSocket pings.
     pub sse_heartbeat: Duration,
     pub dev: bool,
     cors_origins: Option<String>,
@@ -148,6 +152,12 @@ impl AppState {
                 shutdown: rx,
                 max_schema_version: config.max_schema_version,
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: Duration::from_millis(config.body_timeout_ms.max(1)),
+                connections: serve::ConnectionLimits {
+                    max_connections: config.max_connections,
+                    header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
+                    idle_timeout: Duration::from_millis(config.idle_timeout_ms.max(1)),
+                },
                 sse_heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
                 dev: config.dev,
                 cors_origins: config.cors_origins.clone(),
@@ -174,6 +184,10 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::body_within_deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::declared_body_size,
@@ -256,12 +270,8 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = state.connections;
+    serve::serve_connections(listener, app(state), limits, shutdown).await
 }
 
 /// Resolves once the server is shutting down (never, if the handle was dropped).

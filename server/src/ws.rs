@@ -103,18 +103,22 @@ async fn reject(metrics: &Metrics, mut socket: WebSocket, code: &str, message: &
         .await;
 }
 
-/// Waits for the `{type:"auth"}` frame.
-async fn read_auth(socket: &mut WebSocket) -> Result<(String, Option<String>), &'static str> {
+/// Waits for the `{type:"auth"}` frame. `Err(None)`: the socket broke (or sent a message
+/// over the cap), so there is no one to answer.
+async fn read_auth(
+    socket: &mut WebSocket,
+) -> Result<(String, Option<String>), Option<&'static str>> {
     loop {
         match socket.recv().await {
             Some(Ok(Message::Text(t))) => {
                 return match serde_json::from_str(t.as_str()) {
                     Ok(WsClientFrame::Auth { token, client_id }) => Ok((token, client_id)),
-                    _ => Err("first frame must be {type:\"auth\", token}"),
+                    _ => Err(Some("first frame must be {type:\"auth\", token}")),
                 };
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            _ => return Err("connection closed before auth"),
+            Some(Err(_)) => return Err(None),
+            _ => return Err(Some("connection closed before auth")),
         }
     }
 }
@@ -124,7 +128,10 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
         Some(t) => (t, p.client_id),
         None => match tokio::time::timeout(AUTH_TIMEOUT, read_auth(&mut socket)).await {
             Ok(Ok((t, c))) => (t, c.or(p.client_id)),
-            Ok(Err(why)) => return reject(&st.metrics, socket, "unauthorized", why, 4401).await,
+            Ok(Err(Some(why))) => {
+                return reject(&st.metrics, socket, "unauthorized", why, 4401).await
+            }
+            Ok(Err(None)) => return,
             Err(_) => {
                 return reject(
                     &st.metrics,
@@ -160,8 +167,18 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
         return;
     }
     let _live = Live::new(&st.metrics.live_ws);
+    // Pings keep a quiet socket inside the idle timeout and find dead peers.
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + st.sse_heartbeat,
+        st.sse_heartbeat,
+    );
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             _ = wait_shutdown(&mut shutdown) => {
                 let _ = socket.send(Message::Close(Some(CloseFrame {
                     code: 1001,

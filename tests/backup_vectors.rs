@@ -240,7 +240,11 @@ fn sealing_is_byte_identical_to_the_independent_writer() {
 /// single-bit flip is read or refused with a code.
 #[test]
 fn every_truncation_and_bit_flip_is_refused_or_read_without_panic() {
-    for name in ["ok_unsealed", "ok_unsealed_streamed", "ok_unsealed_zip64_end"] {
+    for name in [
+        "ok_unsealed",
+        "ok_unsealed_streamed",
+        "ok_unsealed_zip64_end",
+    ] {
         let bytes = std::fs::read(vector_dir().join(format!("{name}.mana"))).unwrap();
         for len in 0..bytes.len() {
             let err = run(&bytes[..len], None, Limits::default())

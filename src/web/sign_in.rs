@@ -12,6 +12,7 @@ use super::idb::{META, PENDING};
 use super::idb_write::WriteTx;
 use super::json::{from_js, parse, to_js};
 use super::store::{pending_row, promise, ManaStore, StoreInner};
+use super::types::SignInOptionsJs;
 use crate::claim::Claim;
 use crate::crypto::{Vault, VAULT_KEY_LEN};
 
@@ -129,13 +130,7 @@ impl ManaStore {
     /// `vaultKey`, encrypted fields are re-encrypted under it and the vault switches to it.
     /// The next sync uploads it all.
     #[wasm_bindgen(js_name = signIn, unchecked_return_type = "Promise<void>")]
-    pub fn sign_in(
-        &self,
-        user_id: String,
-        #[wasm_bindgen(unchecked_param_type = "{ vaultKey?: Uint8Array }")] options: Option<
-            js_sys::Object,
-        >,
-    ) -> js_sys::Promise {
+    pub fn sign_in(&self, user_id: String, options: Option<SignInOptionsJs>) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
             let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);

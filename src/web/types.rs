@@ -64,6 +64,8 @@ export interface ListQuery {
   reverse?: boolean;
 }
 export interface WriteOptions { actor?: Actor }
+/** `signIn`'s options: with `vaultKey`, the guest's data is re-encrypted under the user's key. */
+export interface SignInOptions { vaultKey?: Uint8Array }
 /** Every error thrown by mana-sync is an `Error` with a stable machine-readable code. */
 export interface ManaError extends Error { code: string }
 "#;
@@ -73,6 +75,9 @@ extern "C" {
     /// `WriteOptions` as a JS value (typed in the `.d.ts`; parsed with serde).
     #[wasm_bindgen(typescript_type = "WriteOptions")]
     pub type WriteOptionsJs;
+    /// `SignInOptions` as a JS value (read by hand: it holds bytes).
+    #[wasm_bindgen(typescript_type = "SignInOptions")]
+    pub type SignInOptionsJs;
     /// `ListQuery` as a JS value.
     #[wasm_bindgen(typescript_type = "ListQuery")]
     pub type ListQueryJs;

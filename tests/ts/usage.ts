@@ -52,6 +52,7 @@ export async function app(): Promise<number> {
   off();
   const guest: ManaStore = await ManaStore.open({ name: "guest", apps: config.apps });
   await guest.signIn("u1", { vaultKey: ManaStore.generateVaultKey() });
+  await guest.signIn("u1"); // options are optional
   console.log(guest.userId);
   const n: number = await store.pendingCount();
   store.lock();

@@ -82,6 +82,13 @@ pub struct InFlight {
     done: Promise,
 }
 
+impl InFlight {
+    /// Whether IndexedDB has yet to store it (waiting for it then yields to the event loop).
+    pub fn is_pending(&self) -> bool {
+        self.req.ready_state() == web_sys::IdbRequestReadyState::Pending
+    }
+}
+
 pub struct WriteTx {
     tx: IdbTransaction,
     done: Option<Promise>,

@@ -4,7 +4,7 @@
 # hand, with the machine's load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wasm-pack build --release --target web --out-dir pkg
+bash scripts/ci/build-pkg.sh --release
 node benches/browser/run.mjs benches/browser/bench.html
 node benches/browser/run.mjs benches/browser/layout.html
 # Sync: a real server (release, SQLite in a temp dir) for the push and first-sync page.

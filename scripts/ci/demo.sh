@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 PORT=${PORT:-3050}          # sync server
 WWW_PORT=${WWW_PORT:-5173}  # demo app
 
-wasm-pack build --target web --out-dir pkg
+bash scripts/ci/build-pkg.sh
 cargo build --release -p mana-sync-server
 # www depends on `mana-sync` as `file:../pkg` (a symlink; pkg/ may be built before or after).
 if [ ! www/node_modules/.package-lock.json -nt www/package-lock.json ]; then

@@ -25,6 +25,6 @@ echo "sync harness: server $MANA_SYNC_URL, control $MANA_SYNC_CONTROL"
 # The offline test waits out real backoff windows (seconds): more than the default 20 s.
 WASM_BINDGEN_TEST_TIMEOUT=90 wasm-pack test --headless --chrome "$@"
 [ $# -gt 0 ] && exit 0 # a filtered run (e.g. `-- --test sync_web`) skips the type-check
-wasm-pack build --dev --target web --out-dir pkg
+bash scripts/ci/build-pkg.sh --dev
 tools/node_modules/.bin/tsc -p tests/ts
 echo "typecheck: ok"

@@ -6,7 +6,7 @@
 # Screenshots: www/test-results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wasm-pack build --dev --target web --out-dir pkg
+bash scripts/ci/build-pkg.sh --dev
 cargo build -p mana-sync-server --bin mana-sync-server
 # www depends on `mana-sync` as `file:../pkg` (a symlink; pkg/ may be built before or after).
 if [ ! www/node_modules/.package-lock.json -nt www/package-lock.json ]; then

@@ -4,6 +4,6 @@
 # `mana-sync-server --dev` (tests/tabs/tabs.test.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wasm-pack build --dev --target web --out-dir pkg
+bash scripts/ci/build-pkg.sh --dev
 cargo build -p mana-sync-server --bin mana-sync-server
 node --test --test-concurrency=1 tests/tabs/

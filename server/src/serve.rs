@@ -112,9 +112,26 @@ impl IdleTimeout {
         self.deadline.as_mut().reset(Instant::now() + self.limit);
     }
 
-    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        ready!(self.deadline.as_mut().poll(cx));
-        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "connection idle"))
+    /// What an I/O poll of the stream becomes: progress restarts the idle clock; waiting fails
+    /// once the clock ran out.
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.active();
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                ready!(self.deadline.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle",
+                )))
+            }
+        }
     }
 }
 
@@ -125,13 +142,8 @@ impl AsyncRead for IdleTimeout {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        match Pin::new(&mut me.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                me.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending => me.expired(cx).map(Err),
-        }
+        let polled = Pin::new(&mut me.inner).poll_read(cx, buf);
+        me.track(cx, polled)
     }
 }
 
@@ -142,13 +154,8 @@ impl AsyncWrite for IdleTimeout {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
-        match Pin::new(&mut me.inner).poll_write(cx, data) {
-            Poll::Ready(r) => {
-                me.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending => me.expired(cx).map(Err),
-        }
+        let polled = Pin::new(&mut me.inner).poll_write(cx, data);
+        me.track(cx, polled)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -165,13 +172,8 @@ impl AsyncWrite for IdleTimeout {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
-        match Pin::new(&mut me.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                me.active();
-                Poll::Ready(r)
-            }
-            Poll::Pending => me.expired(cx).map(Err),
-        }
+        let polled = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        me.track(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,9 +1,8 @@
-//! `signIn` of a guest store (DESIGN §4, §7), in pure Rust: what a guest wrote lives in the
-//! personal space of no one (`_personal:`) and has never been synced, so claiming it rewrites
-//! the records and their pending changes in place — the space becomes `_personal:<userId>`
+//! `signIn` of a guest store (docs/sync.md, "Guests and sign-in"), in pure Rust: what a guest wrote
+//! lives in the personal space of no one (`_personal:`) and has never been synced, so claiming it
+//! rewrites the records and their pending changes in place — the space becomes `_personal:<userId>`
 //! and, with a new vault key, every encrypted value is re-sealed under it (same AAD:
-//! collection/id/field). Timestamps stay: nothing was written anew, the writes just got an
-//! owner.
+//! collection/id/field). Timestamps stay: nothing was written anew, the writes just got an owner.
 
 use serde_json::{Map, Value};
 

@@ -1,4 +1,4 @@
-//! How a record's hidden `__fieldMeta` (`{ field: { at, actor? } }`, DESIGN §2) is kept in
+//! How a record's hidden `__fieldMeta` (`{ field: { at, actor? } }`, docs/client.md) is kept in
 //! IndexedDB: as compact JSON text, `[default, overrides]`, where `default` is the entry most
 //! fields share and `overrides` holds the others (`null` = a field of the record without
 //! meta, never the case for records written through this crate).

@@ -1,4 +1,5 @@
-//! Field-level last-writer-wins merge (DESIGN §2), shared by the client and the server.
+//! Field-level last-writer-wins merge (docs/protocol.md, "Records and timestamps"), shared by
+//! the client and the server.
 //!
 //! A record's state is a map `field -> (value, HLC, actor)`; the tombstone is the field
 //! `deletedAt` under the same rule. Joining two states keeps, per field, the entry with the

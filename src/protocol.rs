@@ -1,4 +1,4 @@
-//! Wire types shared by the client and the server (DESIGN §3). JSON, camelCase; absent
+//! Wire types shared by the client and the server (docs/protocol.md). JSON, camelCase; absent
 //! optional fields are omitted; unknown fields are tolerated so that older peers keep working.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ pub const MAX_CHANGES_PER_PUSH: usize = 5000;
 /// Schema version assumed when a change carries none.
 pub const DEFAULT_SCHEMA_VERSION: u32 = 1;
 
-/// Reserved record fields (DESIGN §2).
+/// Reserved record fields (docs/protocol.md).
 pub const FIELD_ID: &str = "id";
 pub const FIELD_SPACE_ID: &str = "spaceId";
 pub const FIELD_DELETED_AT: &str = "deletedAt";

@@ -1,4 +1,4 @@
-//! Local writes and reads of records (DESIGN §4, §5), in pure Rust: stamping `__fieldMeta`,
+//! Local writes and reads of records (docs/client.md), in pure Rust: stamping `__fieldMeta`,
 //! the space and the actor, encrypting registered fields, and building the pending change
 //! that must commit together with the record. The browser layer only moves the results in
 //! and out of IndexedDB.

@@ -1,4 +1,4 @@
-//! The store configuration given at open (DESIGN §7): apps → collections → indexes and
+//! The store configuration given at open (docs/client.md): apps → collections → indexes and
 //! encrypted fields. Validated here, in pure Rust, so bad configs fail the same everywhere.
 
 use std::collections::BTreeMap;

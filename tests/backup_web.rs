@@ -1,4 +1,5 @@
-//! Headless-Chromium tests of `.mana` export/import through the store (DESIGN §6, §7).
+//! Headless-Chromium tests of `.mana` export/import through the store (docs/backup.md,
+//! docs/client.md).
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;

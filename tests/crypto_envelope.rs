@@ -1,5 +1,5 @@
 //! The `enc:1:` envelope against independently generated vectors, the published AES-256-GCM
-//! test cases, and tampered or moved ciphertexts (DESIGN §5).
+//! test cases, and tampered or moved ciphertexts (docs/client.md, "Encryption").
 #![cfg(not(target_arch = "wasm32"))]
 
 use aes_gcm::aead::{Aead, KeyInit};

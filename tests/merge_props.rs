@@ -1,4 +1,4 @@
-//! Property tests of the shared merge and clock (DESIGN §2): the merge is commutative,
+//! Property tests of the shared merge and clock (docs/protocol.md): the merge is commutative,
 //! associative and idempotent, and the clock never goes backwards.
 #![cfg(not(target_arch = "wasm32"))]
 

@@ -1,4 +1,4 @@
-//! Headless-Chromium tests of the IndexedDB store (DESIGN §4, §5, §7).
+//! Headless-Chromium tests of the IndexedDB store (docs/client.md).
 #![cfg(target_arch = "wasm32")]
 
 use mana_sync::schema::StoreConfig;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Formatting, clippy (native and wasm32) and the layering rule of DESIGN §1.
+# Formatting, clippy (native and wasm32) and the pure-core rule of docs/architecture.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

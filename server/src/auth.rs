@@ -288,7 +288,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Where a user's space memberships come from (DESIGN §3 visibility).
+/// Where a user's space memberships come from (docs/protocol.md, "Notifications and visibility").
 pub struct Memberships {
     url: Option<String>,
     http: reqwest::Client,

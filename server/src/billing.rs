@@ -1,4 +1,4 @@
-//! Optional billing gate (DESIGN §3: 402 when sync is not subscribed).
+//! Optional billing gate (docs/protocol.md: 402 when sync is not subscribed).
 //!
 //! Enabled when `MANA_CREDITS_URL` is set. For a user syncing an app not listed in
 //! `BILLING_EXEMPT_APPS`, the server asks `GET {MANA_CREDITS_URL}/api/v1/sync/status?userId={userId}`

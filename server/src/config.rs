@@ -1,5 +1,5 @@
-//! Server configuration: `--flags` named after the environment variables of DESIGN §3, which
-//! are the fallbacks (`--port` / `PORT`, `--mana-jwt-secret` / `MANA_JWT_SECRET`, …).
+//! Server configuration: `--flags` named after the environment variables (server/README.md),
+//! which are the fallbacks (`--port` / `PORT`, `--mana-jwt-secret` / `MANA_JWT_SECRET`, …).
 
 use clap::Parser;
 

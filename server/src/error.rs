@@ -1,4 +1,4 @@
-//! One error type for every handler, answered as JSON `{ code, message }` (DESIGN §3).
+//! One error type for every handler, answered as JSON `{ code, message }` (docs/protocol.md).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,4 +1,4 @@
-//! mana-sync-server: the companion sync server of mana-sync (DESIGN §3).
+//! mana-sync-server: the companion sync server of mana-sync (docs/protocol.md).
 //!
 //! `app(state)` builds the router; `serve` binds, prints the bound address and runs it with
 //! graceful shutdown. Storage sits behind [`store::Store`] (SQLite now, PostgreSQL later); the
@@ -167,7 +167,7 @@ impl AppState {
     }
 }
 
-/// The router of every endpoint of DESIGN §3.
+/// The router of every endpoint of docs/protocol.md.
 pub fn app(state: AppState) -> Router {
     let cors = cors_layer(state.cors_origins.as_deref());
     let mut router = Router::new()

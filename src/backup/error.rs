@@ -1,10 +1,10 @@
-//! The backup layer's error type and its stable machine codes (DESIGN.md §6).
+//! The backup layer's error type and its stable machine codes (docs/backup.md).
 
 use thiserror::Error;
 
 /// Everything that can go wrong while writing, opening, unsealing or reading a `.mana` archive.
 ///
-/// Every variant has a stable machine code ([`BackupError::code`]); the codes of DESIGN.md §6 are
+/// Every variant has a stable machine code ([`BackupError::code`]); the codes of docs/backup.md are
 /// used verbatim, so the browser layer can put them on the JS `Error`'s `.code`.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -86,7 +86,7 @@ fn location(table: Option<&str>, line: Option<u64>) -> String {
 }
 
 impl BackupError {
-    /// Stable machine code, as listed in DESIGN.md §6 (plus `archive_too_large`,
+    /// Stable machine code, as listed in docs/backup.md (plus `archive_too_large`,
     /// `invalid_entry_name` and `invalid_input`).
     pub fn code(&self) -> &'static str {
         match self {

@@ -1,4 +1,5 @@
-//! `manifest.json`: the serde types of DESIGN.md §6, field names exactly as the original writer's.
+//! `manifest.json`: the serde types of docs/backup.md, field names exactly as the original
+//! writer's.
 //!
 //! Reading is tolerant: unknown fields are kept (and written back by the CLI's `seal`/`unseal`),
 //! `files` and `passphrase.keyCheck` are optional (the original writer had neither).

@@ -1,4 +1,4 @@
-//! `.mana` v2 backup archives (DESIGN.md §6): the pure format.
+//! `.mana` v2 backup archives (docs/backup.md): the pure format.
 //!
 //! Compiles for native targets and for `wasm32` alike: no file system, no threads, randomness only
 //! through `getrandom`. Everything works on byte slices and `Vec<u8>`.

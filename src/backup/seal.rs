@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::error::{BackupError, Result};
 
-/// PBKDF2 iterations used when the caller does not choose (DESIGN.md §6).
+/// PBKDF2 iterations used when the caller does not choose (docs/backup.md).
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
 /// Iteration counts above this are refused when reading (a hostile manifest could otherwise make
 /// key derivation run for hours) and when writing.

@@ -1,7 +1,7 @@
 //! [`BackupWriter`]: rows are serialised to JSONL and deflated into the ZIP table by table, so a
 //! backup never holds the rows as values alongside the archive.
 //!
-//! Layout of what we write (DESIGN.md §6): `manifest.json` first, then either the
+//! Layout of what we write (docs/backup.md): `manifest.json` first, then either the
 //! `data/<table>.jsonl` files (unsealed) or `data.sealed` (stored, not deflated) =
 //! AES-256-GCM(inner ZIP of the `data/` files) ‖ 16-byte tag.
 

@@ -1,5 +1,6 @@
-//! Per-field encryption (DESIGN §5): the `enc:1:` AES-256-GCM envelope, the vault that holds
-//! the key in memory only, and the registry of which fields of which collection are sealed.
+//! Per-field encryption (docs/client.md, "Encryption"): the `enc:1:` AES-256-GCM envelope, the
+//! vault that holds the key in memory only, and the registry of which fields of which collection
+//! are sealed.
 
 mod envelope;
 mod random;

@@ -1,4 +1,4 @@
-//! Why a sync round failed, with the stable codes of DESIGN §7.
+//! Why a sync round failed, with the stable codes of docs/client.md.
 
 use super::Millis;
 

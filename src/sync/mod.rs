@@ -1,4 +1,4 @@
-//! The client sync engine as a sans-IO state machine (DESIGN §3, §4): inputs and the current
+//! The client sync engine as a sans-IO state machine (docs/sync.md): inputs and the current
 //! time go in ([`SyncEngine::handle`], [`SyncEngine::handle_timeout`]), effects come out
 //! ([`SyncEngine::poll_effect`], [`SyncEngine::poll_timeout`]). It never calls the network, a
 //! timer or IndexedDB; the browser driver (`web::sync`) and the simulation do.

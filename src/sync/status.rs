@@ -1,4 +1,4 @@
-//! What an app shows of sync (DESIGN §7).
+//! What an app shows of sync (docs/sync.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! `.mana` v2 export and import of the store (DESIGN §6), and `inspectBackup`.
+//! `.mana` v2 export and import of the store (docs/backup.md), and `inspectBackup`.
 //!
 //! Export reads one collection at a time, decrypts it and streams its rows into the ZIP.
 //! Import unseals, verifies and parses the whole archive and runs migrations first; then,

@@ -1,4 +1,4 @@
-//! Every error reaching JS is a real `Error` with a stable `.code` (DESIGN §7).
+//! Every error reaching JS is a real `Error` with a stable `.code` (docs/client.md, "Errors").
 
 use wasm_bindgen::prelude::*;
 

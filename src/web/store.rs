@@ -1,4 +1,4 @@
-//! `ManaStore`: the IndexedDB-backed local store exposed to JS (DESIGN §4, §7).
+//! `ManaStore`: the IndexedDB-backed local store exposed to JS (docs/client.md).
 //!
 //! Every write runs in one readwrite transaction over its collections, `_pendingChanges` and
 //! `_meta`: the records, their pending rows (one per up to 2,000 changes) and the clock state

@@ -1,4 +1,4 @@
-//! `ManaSync`: the handle `store.sync(options)` returns (DESIGN §7).
+//! `ManaSync`: the handle `store.sync(options)` returns (docs/sync.md).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -1,5 +1,5 @@
 //! WebCrypto PBKDF2-SHA256: ~6× faster than the pure-Rust crate in wasm for 600,000
-//! iterations (DESIGN §6), and the same bytes (the backup test vectors prove it natively).
+//! iterations (docs/backup.md), and the same bytes (the backup test vectors prove it natively).
 
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;

@@ -1,7 +1,7 @@
 //! Storage behind a trait, so that the PostgreSQL backend (a later issue) can slot in.
 //!
-//! A store keeps two things (DESIGN §3): an append-only **change log** whose sequence number is
-//! the sync cursor, and the **merged current state** of every record (field-level LWW through
+//! A store keeps two things (docs/protocol.md): an append-only **change log** whose sequence number
+//! is the sync cursor, and the **merged current state** of every record (field-level LWW through
 //! the shared [`mana_sync::merge::apply`]).
 
 use std::collections::BTreeSet;

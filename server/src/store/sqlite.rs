@@ -15,8 +15,8 @@
 //! Durability: `journal_mode=WAL` with `synchronous=FULL`, so every commit fsyncs the WAL
 //! before `push` returns: an acknowledged push survives a process crash *and* a power loss.
 //! (`NORMAL` would survive a process crash but may lose the last commits on power loss, which
-//! DESIGN §3 "an acknowledged change survives a crash" does not allow.) The cost is one fsync
-//! per push, amortised over up to 5000 changes.
+//! docs/protocol.md, "an acknowledged change survives a server crash", does not allow.) The
+//! cost is one fsync per push, amortised over up to 5000 changes.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -775,7 +775,7 @@ fn snapshot_page(
     })
 }
 
-/// The current state of one record as changes (DESIGN §3, server/README.md "First sync"). A
+/// The current state of one record as changes (docs/protocol.md "Pull", first sync). A
 /// record whose fields were all written by one write (same HLC and actor) is one `insert` at
 /// that HLC; any other is one `update` per actor whose `fields` carry every field with its own
 /// HLC (an `insert` has one timestamp, which would make old fields beat concurrent local

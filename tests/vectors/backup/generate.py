@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent writer of the `.mana` v2 test vectors (DESIGN.md §6).
+"""Independent writer of the `.mana` v2 test vectors (docs/backup.md).
 
 It mimics the original JavaScript/WebCrypto writer with nothing but the Python standard library
 (zipfile, hashlib.pbkdf2_hmac, hmac) and `cryptography`'s AES-GCM, so the Rust reader is checked

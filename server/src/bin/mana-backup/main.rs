@@ -1,5 +1,5 @@
 //! `mana-backup`: inspect, verify, extract, unseal and seal `.mana` v2 backup archives
-//! (DESIGN.md §6) with the same code the browser uses (`mana_sync::backup`).
+//! (docs/backup.md) with the same code the browser uses (`mana_sync::backup`).
 
 mod extract;
 mod failure;

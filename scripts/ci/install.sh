@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 
 WASM_PACK_VERSION=0.15.1
 WASM_BINDGEN_VERSION=0.2.130
+CARGO_FUZZ_VERSION=0.13.2
 
 step() { # step <name> <check-cmd> <install-cmd>
   local name=$1 check=$2 install=$3 t0
@@ -48,6 +49,11 @@ step "wasm-pack $WASM_PACK_VERSION" \
 step "wasm-bindgen-cli $WASM_BINDGEN_VERSION" \
   "wasm-bindgen --version | grep -q ' $WASM_BINDGEN_VERSION'" \
   "cargo install wasm-bindgen-cli --version $WASM_BINDGEN_VERSION"
+
+# Coverage-guided fuzzing (make fuzz / test-fuzz): libFuzzer on stable Rust with --sanitizer none.
+step "cargo-fuzz $CARGO_FUZZ_VERSION" \
+  "cargo fuzz --version | grep -q ' $CARGO_FUZZ_VERSION'" \
+  "cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION --locked"
 
 # Node tooling (TypeScript, playwright-core driving Debian's Chromium; no browser download).
 step "node tools (tools/node_modules)" \

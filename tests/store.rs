@@ -442,7 +442,11 @@ async fn reopening_keeps_client_id_clock_and_data_and_new_collections_upgrade() 
     // One device (the node's high 40 bits), a new opening of the store (its low 24 bits).
     let (node1, node2) = (&at1[at1.len() - 16..], &at2[at2.len() - 16..]);
     assert_eq!(node1[..10], node2[..10], "same device");
-    assert_ne!(node1[10..], node2[10..], "each opening has its own tab bits");
+    assert_ne!(
+        node1[10..],
+        node2[10..],
+        "each opening has its own tab bits"
+    );
     ok(s2.close()).await;
 }
 

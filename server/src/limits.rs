@@ -19,12 +19,11 @@ pub async fn declared_body_size(State(st): State<AppState>, req: Request, next: 
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+    if let Some(n) = declared.filter(|&n| n > st.max_body_bytes as u64) {
         return AppError::payload_too_large(
             "payload_too_large",
             format!(
-                "request body of {} bytes exceeds MAX_BODY_BYTES ({})",
-                declared.unwrap_or_default(),
+                "request body of {n} bytes exceeds MAX_BODY_BYTES ({})",
                 st.max_body_bytes
             ),
         )

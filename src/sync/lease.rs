@@ -42,6 +42,16 @@ pub enum EventKind {
     Change,
 }
 
+impl EventKind {
+    /// The event's name in `sync.on(name, …)`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Conflict => "conflict",
+            EventKind::Change => "change",
+        }
+    }
+}
+
 /// A message between the tabs of one store. `tab` is the sender's (or addressee's) random id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]

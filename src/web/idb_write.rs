@@ -73,9 +73,6 @@ pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
     Ok(db)
 }
 
-/// A readwrite transaction whose requests are issued without awaiting each. Dropped without
-/// `commit` (an error half-way through a batch), it aborts: IndexedDB would otherwise commit
-/// the requests already issued once control returns to the event loop.
 /// The last put of a chunk still being stored (see [`WriteTx::put_all_in_flight`]).
 pub struct InFlight {
     req: IdbRequest,
@@ -89,6 +86,9 @@ impl InFlight {
     }
 }
 
+/// A readwrite transaction whose requests are issued without awaiting each. Dropped without
+/// `commit` (an error half-way through a batch), it aborts: IndexedDB would otherwise commit
+/// the requests already issued once control returns to the event loop.
 pub struct WriteTx {
     tx: IdbTransaction,
     done: Option<Promise>,
@@ -111,11 +111,7 @@ impl WriteTx {
     }
 
     pub fn put_all(&self, store: &str, values: &Array) -> Result<(), JsCodedError> {
-        let s = self.tx.object_store(store).map_err(dom_error)?;
-        for v in values.iter() {
-            s.put(&v).map_err(|e| self.abort_with(e))?;
-        }
-        Ok(())
+        self.put_each(store, values).map(|_| ())
     }
 
     /// [`WriteTx::put_all`], returning the chunk's last put to wait for with
@@ -126,15 +122,20 @@ impl WriteTx {
         store: &str,
         values: &Array,
     ) -> Result<Option<InFlight>, JsCodedError> {
+        Ok(self.put_each(store, values)?.map(|req| InFlight {
+            done: on_settled(&req),
+            req,
+        }))
+    }
+
+    /// Issues one put per value; the last request, if any.
+    fn put_each(&self, store: &str, values: &Array) -> Result<Option<IdbRequest>, JsCodedError> {
         let s = self.tx.object_store(store).map_err(dom_error)?;
         let mut last = None;
         for v in values.iter() {
             last = Some(s.put(&v).map_err(|e| self.abort_with(e))?);
         }
-        Ok(last.map(|req| InFlight {
-            done: on_settled(&req),
-            req,
-        }))
+        Ok(last)
     }
 
     /// Waits until a chunk of puts is stored: the event loop runs meanwhile (the page stays

@@ -26,8 +26,7 @@ pub(crate) struct Applied {
     pub changed: Vec<(String, Vec<String>)>,
 }
 
-/// Records merged and put between two yields to the event loop: no main-thread task of an
-/// applied page runs long (a page is up to 1,000 records).
+/// Records merged and handed to IndexedDB at once (a page is up to 1,000 records).
 const APPLY_CHUNK: usize = 250;
 /// Main-thread work between two yields to the event loop while a page is applied (the page
 /// stays responsive; no task near 100 ms).

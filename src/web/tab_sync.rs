@@ -17,7 +17,7 @@ use super::tabs::TabChannel;
 use super::web_lock::WebLock;
 use crate::crypto::RandomPool;
 use crate::protocol::ErrorBody;
-use crate::sync::lease::{EventKind, Lease, LeaseEffect, LeaseInput, Role};
+use crate::sync::lease::{Lease, LeaseEffect, LeaseInput, Role};
 use crate::sync::{Input, SyncStatus};
 
 /// App callbacks of `sync.on(event, fn)`.
@@ -185,11 +185,7 @@ impl TabSync {
                 .emit("status", &JsValue::from_str(status.as_str())),
             LeaseEffect::Event { kind, value } => {
                 if let Ok(v) = to_js(&value) {
-                    let kind = match kind {
-                        EventKind::Conflict => "conflict",
-                        EventKind::Change => "change",
-                    };
-                    self.events.emit(kind, &v);
+                    self.events.emit(kind.as_str(), &v);
                 }
             }
         }

@@ -139,6 +139,8 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
                     s.query.since = Some(page.next);
                     s.catching_up = page.has_more;
                     if page.changes.is_empty() && !s.first {
+                        // What woke the stream was sent already: it is no fan-out to time.
+                        s.woken_by = None;
                         continue;
                     }
                     s.first = false;

@@ -38,7 +38,7 @@ async fn metrics_count_streams_pushes_latency_and_rejections() {
     assert_eq!(sample(&before, "mana_sync_live_sse_streams"), Some(0.0));
 
     let alice = token("alice", 3600);
-    let sse = s
+    let mut sse = s
         .http
         .get(format!(
             "{}/sync/notes/stream?collections=notes&clientId=reader",
@@ -49,6 +49,9 @@ async fn metrics_count_streams_pushes_latency_and_rejections() {
         .await
         .unwrap();
     assert_eq!(sse.status(), 200);
+    // The backlog page first: the push below then reaches a live stream, not its backlog.
+    let first = sse.chunk().await.unwrap().expect("the first event");
+    assert!(String::from_utf8_lossy(&first).contains("syncedUntil"));
     let writer = s.client("alice", "writer");
     writer
         .push(

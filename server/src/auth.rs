@@ -1,7 +1,6 @@
 //! Bearer-token authentication: HS256 with a shared secret (`MANA_JWT_SECRET`) and/or
 //! asymmetric keys (RS256/ES256/…) from a JWKS endpoint (`MANA_JWKS_URL`), fetched and cached.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -285,94 +284,5 @@ impl FromRequestParts<AppState> for AuthUser {
             user_id: claims.sub,
             token: token.unwrap_or_default(),
         })
-    }
-}
-
-/// Where a user's space memberships come from (docs/protocol.md, "Notifications and visibility").
-pub struct Memberships {
-    url: Option<String>,
-    http: reqwest::Client,
-    cache: Mutex<HashMap<String, (Instant, Vec<String>)>>,
-}
-
-const MEMBERSHIP_TTL: Duration = Duration::from_secs(60);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SpacesBody {
-    List(Vec<SpaceRef>),
-    Wrapped { spaces: Vec<SpaceRef> },
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SpaceRef {
-    Id(String),
-    Obj { id: String },
-}
-
-impl Memberships {
-    pub fn new(auth_url: Option<String>) -> Memberships {
-        Memberships {
-            url: auth_url.map(|u| u.trim_end_matches('/').to_owned()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The viewer for a user: their personal space plus, when `MANA_AUTH_URL` is configured,
-    /// the spaces `GET {MANA_AUTH_URL}/api/v1/me/spaces` (called with the user's own token)
-    /// lists — a JSON array of ids or of `{id}`, or `{spaces: [...]}`; cached for a minute.
-    pub async fn viewer(&self, user: &AuthUser) -> Result<crate::store::Viewer, AppError> {
-        let mut viewer = crate::store::Viewer::personal(&user.user_id);
-        let Some(url) = &self.url else {
-            return Ok(viewer);
-        };
-        let cached = {
-            let c = self.cache.lock().await;
-            c.get(&user.user_id)
-                .filter(|(at, _)| at.elapsed() < MEMBERSHIP_TTL)
-                .map(|(_, s)| s.clone())
-        };
-        let spaces = match cached {
-            Some(s) => s,
-            None => {
-                let fetched = async {
-                    self.http
-                        .get(format!("{url}/api/v1/me/spaces"))
-                        .bearer_auth(&user.token)
-                        .send()
-                        .await?
-                        .error_for_status()?
-                        .json::<SpacesBody>()
-                        .await
-                }
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "memberships lookup failed");
-                    AppError::unavailable("space memberships unavailable")
-                })?;
-                let list = match fetched {
-                    SpacesBody::List(l) | SpacesBody::Wrapped { spaces: l } => l,
-                };
-                let ids: Vec<String> = list
-                    .into_iter()
-                    .map(|s| match s {
-                        SpaceRef::Id(id) | SpaceRef::Obj { id } => id,
-                    })
-                    .collect();
-                self.cache
-                    .lock()
-                    .await
-                    .insert(user.user_id.clone(), (Instant::now(), ids.clone()));
-                ids
-            }
-        };
-        viewer.spaces.extend(spaces);
-        viewer.memberships_known = true;
-        Ok(viewer)
     }
 }

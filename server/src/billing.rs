@@ -3,26 +3,27 @@
 //! Enabled when `MANA_CREDITS_URL` is set. For a user syncing an app not listed in
 //! `BILLING_EXEMPT_APPS`, the server asks `GET {MANA_CREDITS_URL}/api/v1/sync/status?userId={userId}`
 //! with header `X-Service-Key: {MANA_SERVICE_KEY}` and expects `{ "active": bool }`; answers are
-//! cached for a minute. `active: false` → 402 `payment_required`. When the credits service is
+//! cached for 5 minutes. `active: false` → 402 `payment_required`. When the credits service is
 //! unreachable the gate fails open (logged): an outage of billing must not stop people's sync.
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
+use crate::cache::TtlCache;
 use crate::error::AppError;
 
-const TTL: Duration = Duration::from_secs(60);
+/// How long a user's answer is used (the seed's 5 minutes).
+const TTL: Duration = Duration::from_secs(300);
 
 pub struct Billing {
     url: Option<String>,
     service_key: Option<String>,
     exempt: HashSet<String>,
     http: reqwest::Client,
-    cache: Mutex<HashMap<String, (Instant, bool)>>,
+    cache: TtlCache<bool>,
 }
 
 #[derive(Deserialize)]
@@ -47,7 +48,7 @@ impl Billing {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: TtlCache::new(TTL),
         }
     }
 
@@ -59,14 +60,7 @@ impl Billing {
         if self.exempt.contains(app_id) {
             return Ok(());
         }
-        let cached = self
-            .cache
-            .lock()
-            .await
-            .get(user_id)
-            .filter(|(at, _)| at.elapsed() < TTL)
-            .map(|(_, active)| *active);
-        let active = match cached {
+        let active = match self.cache.get(user_id).await {
             Some(a) => a,
             None => {
                 let mut req = self
@@ -80,10 +74,7 @@ impl Billing {
                     async { req.send().await?.error_for_status()?.json::<Status>().await }.await;
                 match fetched {
                     Ok(s) => {
-                        self.cache
-                            .lock()
-                            .await
-                            .insert(user_id.to_owned(), (Instant::now(), s.active));
+                        self.cache.insert(user_id, s.active).await;
                         s.active
                     }
                     Err(e) => {

@@ -25,12 +25,20 @@ pub struct Config {
     /// JWKS endpoint for asymmetric (RS256, ES256, …) bearer tokens.
     #[arg(long, env = "MANA_JWKS_URL")]
     pub mana_jwks_url: Option<String>,
-    /// Base URL of the auth service, for space memberships (`GET /api/v1/me/spaces`).
+    /// Base URL of the auth service, for space memberships
+    /// (`GET /api/v1/internal/users/{userId}/memberships` with `MANA_SERVICE_KEY`).
     #[arg(long, env = "MANA_AUTH_URL")]
     pub mana_auth_url: Option<String>,
+    /// Memberships from a JSON file instead of the auth service (server/README.md).
+    #[arg(long, env = "MEMBERSHIPS_FILE")]
+    pub memberships_file: Option<std::path::PathBuf>,
+    /// How long a user's memberships answer from the auth service is used, in seconds.
+    #[arg(long, env = "MEMBERSHIPS_CACHE_SECS", default_value_t = 300)]
+    pub memberships_cache_secs: u64,
     /// Billing service: sync subscription gate (402); absent = no gate.
     #[arg(long, env = "MANA_CREDITS_URL")]
     pub mana_credits_url: Option<String>,
+    /// Key this server presents to the auth and billing services (`X-Service-Key`).
     #[arg(long, env = "MANA_SERVICE_KEY", hide_env_values = true)]
     pub mana_service_key: Option<String>,
     /// Comma-separated app ids exempt from the billing gate.

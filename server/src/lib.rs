@@ -19,9 +19,11 @@ use tower_http::trace::TraceLayer;
 
 pub mod auth;
 pub mod billing;
+mod cache;
 pub mod config;
 pub mod error;
 mod limits;
+pub mod memberships;
 pub mod metrics;
 pub mod rate;
 mod serve;
@@ -33,7 +35,8 @@ mod ws;
 pub use config::Config;
 pub use error::AppError;
 
-use auth::{Auth, Memberships};
+use auth::Auth;
+use memberships::{Memberships, MembershipsConfig};
 use store::{LoggedChange, SqliteStore, Store};
 
 /// Announced to every live stream after a push commits.
@@ -129,15 +132,20 @@ impl AppState {
             (s, _, _) => s,
         };
         let auth = Auth::new(secret.as_deref(), jwks).ok_or("no auth configured")?;
+        let memberships = Memberships::new(&MembershipsConfig {
+            auth_url: config.mana_auth_url.clone(),
+            service_key: config.mana_service_key.clone(),
+            file: config.memberships_file.clone(),
+            cache_ttl: Duration::from_secs(config.memberships_cache_secs),
+        })
+        .map_err(|e| format!("{}: {e}", e.code()))?;
         let (events, _) = broadcast::channel(1024);
         let (tx, rx) = watch::channel(false);
         Ok((
             AppState {
                 store,
                 auth: Arc::new(auth),
-                memberships: Arc::new(Memberships::new(
-                    config.mana_auth_url.clone().filter(|s| !s.is_empty()),
-                )),
+                memberships: Arc::new(memberships),
                 billing: Arc::new(billing::Billing::new(
                     config.mana_credits_url.clone(),
                     config.mana_service_key.clone(),

@@ -25,7 +25,6 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::metrics::{Live, Metrics};
 use crate::store::{PageQuery, Store};
@@ -76,10 +75,8 @@ pub async fn sse(
         .or(p.token)
         .filter(|t| !t.is_empty());
     let claims = crate::auth::authenticate(&st, token.as_deref(), ip).await?;
-    let token = token.unwrap_or_default();
-    let user_id = claims.sub;
-    st.billing.check(&user_id, &app_id).await?;
-    let viewer = st.memberships.viewer(&AuthUser { user_id, token }).await?;
+    st.billing.check(&claims.sub, &app_id).await?;
+    let viewer = st.memberships.viewer(&claims.sub).await;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -127,7 +127,7 @@ pub async fn push(
     let client_id = raw.client_id;
 
     st.billing.check(&user.user_id, &app_id).await?;
-    let viewer = st.memberships.viewer(&user).await?;
+    let viewer = st.memberships.viewer(&user.user_id).await;
     let outcome = st
         .store
         .push(PushRequest {
@@ -220,7 +220,7 @@ pub async fn pull(
     };
     let since = parse_cursor(p.since.as_deref())?;
     st.billing.check(&user.user_id, &app_id).await?;
-    let viewer = st.memberships.viewer(&user).await?;
+    let viewer = st.memberships.viewer(&user.user_id).await;
     let page = st
         .store
         .page(PageQuery {

@@ -19,7 +19,7 @@ use mana_sync::protocol::{WsClientFrame, WsServerFrame};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{authenticate, AuthUser, ClientIp};
+use crate::auth::{authenticate, ClientIp};
 use crate::error::AppError;
 use crate::metrics::{Live, Metrics};
 use crate::store::Viewer;
@@ -152,10 +152,7 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
         }
         Err(e) => return reject(&st.metrics, socket, e.code, &e.message, 4401).await,
     };
-    let viewer = match st.memberships.viewer(&AuthUser { user_id, token }).await {
-        Ok(v) => v,
-        Err(e) => return reject(&st.metrics, socket, e.code, &e.message, 1011).await,
-    };
+    let viewer = st.memberships.viewer(&user_id).await;
     // Subscribe before saying ready: every push after `auth-ok` is announced.
     let mut rx = st.events.subscribe();
     let mut seen = st.store.head().await.unwrap_or(0);

@@ -216,7 +216,11 @@ fn spaces_of(list: Vec<Membership>) -> Result<Arc<[String]>, String> {
     }
     list.into_iter()
         .enumerate()
-        .map(|(i, m)| check(&m).map(|()| m.organization_id).map_err(|e| format!("[{i}]: {e}")))
+        .map(|(i, m)| {
+            check(&m)
+                .map(|()| m.organization_id)
+                .map_err(|e| format!("[{i}]: {e}"))
+        })
         .collect()
 }
 

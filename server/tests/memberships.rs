@@ -139,7 +139,10 @@ async fn members_read_only_the_author_writes(s: &TestServer) {
         .push(
             "notes",
             vec![
-                in_space(insert("notes", "s1", json!({"title": "team"}), &hlc(1, 1)), "team-1"),
+                in_space(
+                    insert("notes", "s1", json!({"title": "team"}), &hlc(1, 1)),
+                    "team-1",
+                ),
                 insert("notes", "p1", json!({"title": "private"}), &hlc(1, 1)),
             ],
         )
@@ -161,7 +164,11 @@ async fn members_read_only_the_author_writes(s: &TestServer) {
             json!({"clientId": "b1", "changes": [update("notes", "s1", "title", json!("bob"), &hlc(5, 2))]}),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     // Nor write into a space they are not a member of.
     let (status, _) = bob
         .push_raw(
@@ -173,7 +180,10 @@ async fn members_read_only_the_author_writes(s: &TestServer) {
     // A member creates rows of their own in the space; the other members read them.
     bob.push(
         "notes",
-        vec![in_space(insert("notes", "s2", json!({"title": "by bob"}), &hlc(2, 2)), "team-1")],
+        vec![in_space(
+            insert("notes", "s2", json!({"title": "by bob"}), &hlc(2, 2)),
+            "team-1",
+        )],
     )
     .await;
 
@@ -223,7 +233,10 @@ async fn a_member_is_told_of_a_push_into_their_space_over_websocket() {
     s.client("alice", "a1")
         .push(
             "notes",
-            vec![in_space(insert("tasks", "s1", json!({}), &hlc(1, 1)), "team-1")],
+            vec![in_space(
+                insert("tasks", "s1", json!({}), &hlc(1, 1)),
+                "team-1",
+            )],
         )
         .await;
     let frame = next_frame(&mut bob_ws, Duration::from_secs(5)).await;
@@ -251,7 +264,11 @@ async fn memberships_are_cached_per_user() {
     }
     first_stream_page(&s, "bob").await;
     let _ws = open_ws(&s, "bob").await;
-    assert_eq!(auth.hits("bob"), 1, "pulls, a stream and a socket: one lookup");
+    assert_eq!(
+        auth.hits("bob"),
+        1,
+        "pulls, a stream and a socket: one lookup"
+    );
     assert!(sees(&s, "dave/x y").await.is_empty());
     assert!(sees(&s, "dave/x y").await.is_empty());
     assert_eq!(auth.hits("dave/x y"), 1, "each user has their own entry");
@@ -262,7 +279,11 @@ async fn memberships_are_cached_per_user() {
     let before = auth.hits("bob");
     assert!(sees(&s, "bob").await.is_empty());
     assert!(sees(&s, "bob").await.is_empty());
-    assert_eq!(auth.hits("bob"), before + 2, "an expired entry is looked up again");
+    assert_eq!(
+        auth.hits("bob"),
+        before + 2,
+        "an expired entry is looked up again"
+    );
 }
 
 #[tokio::test]
@@ -289,9 +310,18 @@ async fn an_unreachable_or_wrong_auth_service_fails_open_to_no_shared_spaces() {
         (StatusCode::INTERNAL_SERVER_ERROR, "[]".to_owned()),
         (StatusCode::OK, "not json".to_owned()),
         (StatusCode::OK, json!({"spaces": ["team-1"]}).to_string()),
-        (StatusCode::OK, json!([{"organizationId": "team-1"}]).to_string()),
-        (StatusCode::OK, json!([{"organizationId": "", "role": "member"}]).to_string()),
-        (StatusCode::OK, json!([{"organizationId": 7, "role": "member"}]).to_string()),
+        (
+            StatusCode::OK,
+            json!([{"organizationId": "team-1"}]).to_string(),
+        ),
+        (
+            StatusCode::OK,
+            json!([{"organizationId": "", "role": "member"}]).to_string(),
+        ),
+        (
+            StatusCode::OK,
+            json!([{"organizationId": 7, "role": "member"}]).to_string(),
+        ),
         // A "membership" of someone's personal space would open their private rows.
         (
             StatusCode::OK,
@@ -351,7 +381,10 @@ async fn a_wrong_service_key_is_a_failed_lookup() {
     good.client("alice", "a1")
         .push(
             "notes",
-            vec![in_space(insert("notes", "s1", json!({}), &hlc(1, 1)), "team-1")],
+            vec![in_space(
+                insert("notes", "s1", json!({}), &hlc(1, 1)),
+                "team-1",
+            )],
         )
         .await;
     assert_eq!(sees(&good, "bob").await, ["s1"]);
@@ -406,9 +439,18 @@ fn a_bad_memberships_configuration_refuses_the_start() {
         ("an array", r#"[{"organizationId": "t", "role": "member"}]"#),
         ("no role", r#"{"bob": [{"organizationId": "t"}]}"#),
         ("a string list", r#"{"bob": ["t"]}"#),
-        ("empty org", r#"{"bob": [{"organizationId": "", "role": "member"}]}"#),
-        ("personal", r#"{"bob": [{"organizationId": "_personal:alice", "role": "member"}]}"#),
-        ("empty user", r#"{"": [{"organizationId": "t", "role": "member"}]}"#),
+        (
+            "empty org",
+            r#"{"bob": [{"organizationId": "", "role": "member"}]}"#,
+        ),
+        (
+            "personal",
+            r#"{"bob": [{"organizationId": "_personal:alice", "role": "member"}]}"#,
+        ),
+        (
+            "empty user",
+            r#"{"": [{"organizationId": "t", "role": "member"}]}"#,
+        ),
         (
             "a user twice",
             r#"{"bob": [{"organizationId": "t", "role": "member"}], "bob": []}"#,
@@ -445,7 +487,10 @@ fn the_binary_refuses_a_bad_memberships_file_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(&dir, "m.json", r#"{"bob": "team-1"}"#);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mana-sync-server"))
-        .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("s.db").display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+        )
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
         .env("MANA_JWT_SECRET", SECRET)
@@ -459,7 +504,9 @@ fn the_binary_refuses_a_bad_memberships_file_with_its_code() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
     let Ok(out) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
         panic!("the server started with a bad memberships file");
     };
     let out = out.unwrap();
@@ -513,7 +560,11 @@ async fn open_ws(s: &TestServer, user: &str) -> Ws {
     .await
     .unwrap();
     let ok = next_frame(&mut ws, Duration::from_secs(5)).await;
-    assert_eq!(ok.as_ref().map(|f| f["type"].clone()), Some(json!("auth-ok")), "{ok:?}");
+    assert_eq!(
+        ok.as_ref().map(|f| f["type"].clone()),
+        Some(json!("auth-ok")),
+        "{ok:?}"
+    );
     ws
 }
 

@@ -117,29 +117,67 @@ pub fn meta_entry(at: Hlc, actor: Option<&Actor>) -> Value {
 }
 
 /// Applies one change to a record's state: field-level LWW. Returns the new state and the
-/// conflicts: fields where the change's value strictly beat a different, non-empty value.
+/// conflicts seen by the holder of the state: fields where the change's value strictly beat a
+/// different, non-empty value (the client's view of a pulled change).
 pub fn apply(
-    mut state: RecordState,
+    state: RecordState,
     change: &Change,
 ) -> Result<(RecordState, Vec<Conflict>), ProtocolError> {
-    let mut conflicts = Vec::new();
+    let applied = apply_detailed(state, change)?;
+    Ok((applied.state, applied.overwritten))
+}
+
+/// What applying one change did, seen from both sides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Applied {
+    pub state: RecordState,
+    /// Fields where the change's value beat a different, non-empty value the state held: the
+    /// holder's value was overwritten (what a client reports for a pulled change).
+    pub overwritten: Vec<Conflict>,
+    /// Fields where the change's non-empty value lost to a newer, different value the state
+    /// already held: the sender's value lost (what the server answers a push with).
+    pub lost: Vec<Conflict>,
+}
+
+/// [`apply`], also reporting the conflicts the change's sender is to be told about. Both lists
+/// come from one rule, [`conflict`], with the sides swapped.
+pub fn apply_detailed(mut state: RecordState, change: &Change) -> Result<Applied, ProtocolError> {
+    let mut overwritten = Vec::new();
+    let mut lost = Vec::new();
     for (name, incoming) in field_writes(change)? {
-        if let Some(local) = state.fields.get(&name) {
-            if incoming.at > local.at && !is_empty(&local.value) && incoming.value != local.value {
-                conflicts.push(Conflict {
-                    collection: change.table.clone(),
-                    id: change.id.clone(),
-                    field: name.clone(),
-                    was_local: local.value.clone(),
-                    now_server: incoming.value.clone(),
-                    local_at: local.at.to_string(),
-                    server_at: incoming.at.to_string(),
-                });
-            }
+        if let Some(held) = state.fields.get(&name) {
+            overwritten.extend(conflict(change, &name, held, &incoming));
+            lost.extend(conflict(change, &name, &incoming, held));
         }
         join_field(&mut state.fields, name, incoming);
     }
-    Ok((state, conflicts))
+    Ok(Applied {
+        state,
+        overwritten,
+        lost,
+    })
+}
+
+/// The conflict rule: a non-empty `local` value is lost to a strictly newer, different `winner`.
+/// (An empty local value is nothing to lose; equal HLCs are one write, or resolved silently
+/// by [`join_field`]'s total order.)
+fn conflict(
+    change: &Change,
+    field: &str,
+    local: &FieldState,
+    winner: &FieldState,
+) -> Option<Conflict> {
+    (winner.at > local.at && !is_empty(&local.value) && winner.value != local.value).then(|| {
+        Conflict {
+            collection: change.table.clone(),
+            id: change.id.clone(),
+            field: field.to_owned(),
+            was_local: local.value.clone(),
+            now_server: winner.value.clone(),
+            local_at: local.at.to_string(),
+            server_at: winner.at.to_string(),
+        }
+    })
 }
 
 /// Joins two states (the state-based form of [`apply`]).
@@ -344,6 +382,44 @@ mod tests {
         );
         let (s, _) = apply(s, &del).unwrap();
         assert!(s.is_deleted());
+    }
+
+    #[test]
+    fn the_sender_of_an_older_write_is_told_it_lost() {
+        let newer = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 2, "updatedAt": hlc(10, 1)}, "g": {"value": 1, "updatedAt": hlc(10, 1)}}}),
+        );
+        let older = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": 1, "updatedAt": hlc(5, 2)}, "g": {"value": 1, "updatedAt": hlc(5, 2)},
+                       "h": {"value": null, "updatedAt": hlc(1, 2)}}}),
+        );
+        let (s, _) = apply(RecordState::default(), &newer).unwrap();
+        let a = apply_detailed(s.clone(), &older).unwrap();
+        // f: lost to a different newer value; g: same value, no conflict; h: new field.
+        assert!(a.overwritten.is_empty());
+        assert_eq!(a.lost.len(), 1);
+        let c = &a.lost[0];
+        assert_eq!(
+            (c.field.as_str(), &c.was_local, &c.now_server),
+            ("f", &json!(1), &json!(2))
+        );
+        assert_eq!(
+            (c.local_at.clone(), c.server_at.clone()),
+            (hlc(5, 2), hlc(10, 1))
+        );
+        // The same rule from the other side: the holder of the older state is overwritten.
+        let (s_old, _) = apply(RecordState::default(), &older).unwrap();
+        let b = apply_detailed(s_old, &newer).unwrap();
+        assert_eq!(b.overwritten, a.lost);
+        assert!(b.lost.is_empty());
+        // An empty pushed value is nothing lost.
+        let empty = change(
+            json!({"eventId": EID, "table": "t", "id": "x", "op": "update",
+            "fields": {"f": {"value": "", "updatedAt": hlc(1, 3)}}}),
+        );
+        assert!(apply_detailed(s, &empty).unwrap().lost.is_empty());
     }
 
     #[test]

@@ -27,15 +27,64 @@ pub fn personal_space(user_id: &str) -> String {
     format!("{PERSONAL_PREFIX}{user_id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Whose personal space a space id is: `Some(userId)` for `_personal:<userId>` (`Some("")` for
+/// a guest's `_personal:`), `None` for a shared space.
+pub fn personal_owner(space_id: &str) -> Option<&str> {
+    space_id.strip_prefix(PERSONAL_PREFIX)
+}
+
+/// What a change does. On the wire (and in a server's change log) it is the string of
+/// [`Op::as_str`]; [`Op::parse`] is its inverse — the one mapping between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Insert,
     Update,
     Delete,
     /// Any other string; rejected by [`Change::validate`] with `unknown_op`.
-    #[serde(other)]
     Unknown,
+}
+
+impl Op {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Unknown => "unknown",
+        }
+    }
+
+    /// The op a string names; any other string is [`Op::Unknown`].
+    pub fn parse(s: &str) -> Op {
+        match s {
+            "insert" => Op::Insert,
+            "update" => Op::Update,
+            "delete" => Op::Delete,
+            _ => Op::Unknown,
+        }
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Op, D::Error> {
+        struct OpVisitor;
+        impl serde::de::Visitor<'_> for OpVisitor {
+            type Value = Op;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an op string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Op, E> {
+                Ok(Op::parse(v))
+            }
+        }
+        d.deserialize_str(OpVisitor)
+    }
 }
 
 /// One field of an update: its new value and when it was set.
@@ -278,6 +327,29 @@ impl Change {
     }
 }
 
+/// A change that passed [`Change::validate`]. Only [`ValidChange::new`] makes one, so code that
+/// takes it (the server's push plan) knows it is valid without checking again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidChange(Change);
+
+impl ValidChange {
+    pub fn new(change: Change) -> Result<ValidChange, ProtocolError> {
+        change.validate()?;
+        Ok(ValidChange(change))
+    }
+
+    pub fn into_inner(self) -> Change {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidChange {
+    type Target = Change;
+    fn deref(&self) -> &Change {
+        &self.0
+    }
+}
+
 impl Changeset {
     /// Validates every change; the error names the index of the first invalid one.
     pub fn validate(&self) -> Result<(), (usize, ProtocolError)> {
@@ -344,4 +416,43 @@ pub enum WsServerFrame {
         #[serde(default)]
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_strings_round_trip_through_serde_and_parse() {
+        for op in [Op::Insert, Op::Update, Op::Delete, Op::Unknown] {
+            let wire = serde_json::to_value(op).unwrap();
+            assert_eq!(wire, Value::String(op.as_str().into()));
+            assert_eq!(Op::parse(op.as_str()), op);
+            assert_eq!(serde_json::from_value::<Op>(wire).unwrap(), op);
+        }
+        assert_eq!(
+            serde_json::from_str::<Op>("\"upsert\"").unwrap(),
+            Op::Unknown
+        );
+        assert!(serde_json::from_str::<Op>("1").is_err());
+    }
+
+    #[test]
+    fn personal_owner_names_the_user_of_a_personal_space() {
+        assert_eq!(personal_owner(&personal_space("alice")), Some("alice"));
+        assert_eq!(personal_owner(PERSONAL_PREFIX), Some(""));
+        assert_eq!(personal_owner("team"), None);
+    }
+
+    #[test]
+    fn a_valid_change_is_only_made_by_validation() {
+        let bad: Change = serde_json::from_value(serde_json::json!({
+            "eventId": "not-a-uuid", "table": "t", "id": "x", "op": "delete",
+            "deletedAt": "x"}))
+        .unwrap();
+        assert_eq!(
+            ValidChange::new(bad).unwrap_err().code(),
+            "invalid_event_id"
+        );
+    }
 }

@@ -13,9 +13,10 @@
 use std::time::{Duration, Instant};
 
 use mana_sync::clock::Hlc;
+use mana_sync::protocol::ValidChange;
 use mana_sync::Change;
 use mana_sync_server::store::sqlite::open_writer;
-use mana_sync_server::store::{PushRequest, SqliteStore, Store, Viewer};
+use mana_sync_server::store::{push, PushRequest, SqliteStore, Viewer};
 use mana_sync_server::{AppState, Config};
 use rusqlite::params;
 use serde_json::{json, Value};
@@ -106,25 +107,29 @@ async fn bench_server() -> f64 {
 async fn bench_store() -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("store.db")).unwrap();
-    let batches: Vec<Vec<Change>> = (0..WARMUP + BATCHES)
+    let batches: Vec<Vec<ValidChange>> = (0..WARMUP + BATCHES)
         .map(|b| {
             (b * BATCH..(b + 1) * BATCH)
-                .map(|i| serde_json::from_value(change(i)).unwrap())
+                .map(|i| {
+                    ValidChange::new(serde_json::from_value::<Change>(change(i)).unwrap()).unwrap()
+                })
                 .collect()
         })
         .collect();
     let mut timed = Duration::ZERO;
     for (b, changes) in batches.into_iter().enumerate() {
         let t = Instant::now();
-        let out = store
-            .push(PushRequest {
+        let out = push(
+            &store,
+            PushRequest {
                 app_id: "notes".into(),
                 viewer: Viewer::personal("bench-user"),
                 client_id: "bench-client".into(),
                 changes,
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(out.applied.len(), BATCH);
         if b >= WARMUP {
             timed += t.elapsed();

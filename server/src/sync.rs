@@ -8,7 +8,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use mana_sync::protocol::{PullResponse, MAX_CHANGES_PER_PUSH};
+use mana_sync::protocol::{PullResponse, ValidChange, MAX_CHANGES_PER_PUSH};
 use mana_sync::{Change, SyncResponse};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::auth::AuthUser;
 use crate::error::AppError;
-use crate::store::{Cursor, PageQuery, PushRequest};
+use crate::store::{self, Cursor, PageQuery, PushRequest};
 use crate::{AppState, PushEvent};
 
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -111,7 +111,7 @@ pub async fn push(
             ))
         }
     };
-    let mut changes: Vec<Change> = Vec::with_capacity(raw.changes.len());
+    let mut changes: Vec<ValidChange> = Vec::with_capacity(raw.changes.len());
     for (i, r) in raw.changes.iter().enumerate() {
         let c: Change = serde_json::from_str(r.get()).map_err(|e| {
             AppError::bad_request("invalid_change", format!("changes[{i}]: {e}")).with_index(i)
@@ -119,7 +119,8 @@ pub async fn push(
         if c.schema_version() > st.max_schema_version {
             return Err(schema_too_new(c.schema_version(), st.max_schema_version).with_index(i));
         }
-        c.validate().map_err(|e| {
+        // The one validation, shared with the client; the plan takes only validated changes.
+        let c = ValidChange::new(c).map_err(|e| {
             AppError::bad_request(e.code(), format!("changes[{i}]: {e}")).with_index(i)
         })?;
         changes.push(c);
@@ -128,15 +129,16 @@ pub async fn push(
 
     st.billing.check(&user.user_id, &app_id).await?;
     let viewer = st.memberships.viewer(&user.user_id).await;
-    let outcome = st
-        .store
-        .push(PushRequest {
+    let outcome = store::push(
+        st.store.as_ref(),
+        PushRequest {
             app_id: app_id.clone(),
             viewer: viewer.clone(),
             client_id: client_id.clone(),
             changes,
-        })
-        .await?;
+        },
+    )
+    .await?;
     st.metrics.pushes.inc();
     st.metrics.changes.inc_by(outcome.applied.len() as u64);
     st.metrics

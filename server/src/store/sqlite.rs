@@ -18,8 +18,7 @@
 //! docs/protocol.md, "an acknowledged change survives a server crash", does not allow.) The
 //! cost is one fsync per push, amortised over up to 5000 changes.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,16 +26,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use mana_sync::clock::Hlc;
-use mana_sync::merge::{apply, field_writes, FieldState, RecordState};
+use mana_sync::merge::{FieldState, RecordState};
 use mana_sync::protocol::{FieldChange, FIELD_ID};
-use mana_sync::{Change, Conflict, Op};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use mana_sync::{Change, Op};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedMutexGuard;
 
 use super::{
-    Cursor, LoggedChange, Page, PageQuery, PushOutcome, PushRequest, Store, StoreError, Viewer,
-    PERSONAL_PREFIX,
+    Cursor, Loaded, LogRow, Page, PageQuery, PushScope, PushTx, RecordWrite, Store, StoreError,
+    StoredRecord, Touched, Viewer,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones. Each is
@@ -105,7 +105,8 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    /// The one writer. A tokio mutex: a push holds it across the awaits of its transaction.
+    writer: Arc<tokio::sync::Mutex<Connection>>,
     /// Empty for an in-memory database (reads then go through the writer).
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -141,7 +142,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: Arc::new(tokio::sync::Mutex::new(writer)),
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -162,7 +163,9 @@ impl SqliteStore {
 impl Inner {
     fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         if self.readers.is_empty() {
-            let mut c = lock(&self.writer);
+            // In memory: read through the writer, never inside a push's transaction.
+            let mut c = self.writer.blocking_lock();
+            settle(&c);
             return f(&mut c);
         }
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
@@ -199,13 +202,19 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn push(&self, req: PushRequest) -> Result<PushOutcome, StoreError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let mut conn = lock(&inner.writer);
-            push_tx(&mut conn, &req)
+    async fn begin_push(&self, scope: PushScope) -> Result<Box<dyn PushTx>, StoreError> {
+        let conn = self.inner.writer.clone().lock_owned().await;
+        let mut tx = SqlitePushTx {
+            conn: Some(conn),
+            scope: Arc::new(scope),
+            created_at: now_millis(),
+        };
+        tx.run(|conn, _| {
+            settle(conn);
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(internal)
         })
-        .await
+        .await?;
+        Ok(Box::new(tx))
     }
 
     async fn page(&self, q: PageQuery) -> Result<Page, StoreError> {
@@ -255,58 +264,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// A record loaded (or created) during one push.
-struct Rec {
-    author: String,
-    space_id: Option<String>,
-    state: RecordState,
-    updated_at: Option<String>,
-    schema_version: u32,
-    last_seq: i64,
-    dirty: bool,
-}
-
-/// Normalises a space id: the author's personal space is stored as NULL.
-fn normalise_space(space: Option<&str>, author: &str) -> Option<String> {
-    match space {
-        None => None,
-        Some(s) if s.strip_prefix(PERSONAL_PREFIX) == Some(author) => None,
-        Some(s) => Some(s.to_owned()),
-    }
-}
-
-/// The greatest timestamp a change carries.
-fn change_at(c: &Change) -> Option<String> {
-    let fields = c
-        .fields
-        .iter()
-        .flat_map(|f| f.values().map(|v| v.updated_at.as_str()));
-    c.updated_at
-        .as_deref()
-        .into_iter()
-        .chain(c.deleted_at.as_deref())
-        .chain(fields)
-        .max()
-        .map(str::to_owned)
-}
-
-fn is_empty_value(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    }
-}
-
-fn op_str(op: Op) -> &'static str {
-    match op {
-        Op::Insert => "insert",
-        Op::Update => "update",
-        Op::Delete => "delete",
-        Op::Unknown => "unknown",
-    }
-}
-
 fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -314,227 +271,188 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-fn push_tx(conn: &mut Connection, req: &PushRequest) -> Result<PushOutcome, StoreError> {
-    let user = req.viewer.user_id.as_str();
-    let created_at = now_millis();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(internal)?;
-    let mut out = PushOutcome::default();
-    // Records touched by this push, in the order first touched (new records get their
-    // snapshot position in push order).
-    let mut slots: HashMap<(String, String), usize> = HashMap::new();
-    let mut recs: Vec<((String, String), Rec)> = Vec::new();
-    {
-        let mut load = tx
-            .prepare_cached(
-                "SELECT author, space_id, state, updated_at, schema_version, last_seq
-                 FROM records WHERE app_id = ?1 AND tbl = ?2 AND record_id = ?3",
-            )
-            .map_err(internal)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO changes (event_id, app_id, tbl, record_id, author, space_id, op,
-                   data, fields, updated_at, deleted_at, actor, schema_version, client_id,
-                   created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .map_err(internal)?;
-
-        for (index, c) in req.changes.iter().enumerate() {
-            let given_space = c.effective_space_id();
-            if let Some(owner) = given_space.and_then(|s| s.strip_prefix(PERSONAL_PREFIX)) {
-                if owner != user {
-                    return Err(StoreError::Forbidden {
-                        index,
-                        message: format!(
-                            "spaceId {PERSONAL_PREFIX}{owner} is another user's personal space"
-                        ),
-                    });
-                }
-            }
-            let given_space = normalise_space(given_space, user);
-
-            let slot = match slots.entry((c.table.clone(), c.id.clone())) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(v) => {
-                    let row = load
-                        .query_row(params![req.app_id, c.table, c.id], |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, Option<String>>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, Option<String>>(3)?,
-                                r.get::<_, u32>(4)?,
-                                r.get::<_, i64>(5)?,
-                            ))
-                        })
-                        .optional()
-                        .map_err(internal)?;
-                    let rec = match row {
-                        Some((author, space_id, state, updated_at, sv, last_seq)) => Rec {
-                            author,
-                            space_id,
-                            state: decode_state(&state)?,
-                            updated_at,
-                            schema_version: sv,
-                            last_seq,
-                            dirty: false,
-                        },
-                        None => {
-                            if let Some(space) = &given_space {
-                                if req.viewer.memberships_known
-                                    && !req.viewer.spaces.contains(space)
-                                {
-                                    return Err(StoreError::Forbidden {
-                                        index,
-                                        message: format!("not a member of space {space:?}"),
-                                    });
-                                }
-                            }
-                            Rec {
-                                author: user.to_owned(),
-                                space_id: given_space.clone(),
-                                state: RecordState::default(),
-                                updated_at: None,
-                                schema_version: c.schema_version(),
-                                last_seq: 0,
-                                dirty: false,
-                            }
-                        }
-                    };
-                    recs.push((v.key().clone(), rec));
-                    *v.insert(recs.len() - 1)
-                }
-            };
-            let rec = &mut recs[slot].1;
-            if rec.author != user {
-                return Err(StoreError::Forbidden {
-                    index,
-                    message: format!(
-                        "{}/{} belongs to another user: only its author writes it",
-                        c.table, c.id
-                    ),
-                });
-            }
-            if c.effective_space_id().is_some() && given_space != rec.space_id {
-                return Err(StoreError::Invalid {
-                    index,
-                    code: "space_immutable",
-                    message: format!("spaceId of {}/{} can't change after insert", c.table, c.id),
-                });
-            }
-
-            let data = json_column(&c.data)?;
-            let fields = json_column(&c.fields)?;
-            let actor = json_column(&c.actor)?;
-            // The unique eventId makes a re-sent change a no-op: acknowledged, not re-applied.
-            let inserted = insert
-                .execute(params![
-                    c.event_id,
-                    req.app_id,
-                    c.table,
-                    c.id,
-                    user,
-                    rec.space_id,
-                    op_str(c.op),
-                    data,
-                    fields,
-                    c.updated_at,
-                    c.deleted_at,
-                    actor,
-                    c.schema_version(),
-                    req.client_id,
-                    created_at,
-                ])
-                .map_err(internal)?;
-            if inserted == 0 {
-                out.duplicates += 1;
-                continue;
-            }
-            // Fields where the pushed value loses to a newer, different server value.
-            let writes = field_writes(c).map_err(|e| StoreError::Invalid {
-                index,
-                code: e.code(),
-                message: e.to_string(),
-            })?;
-            for (name, incoming) in &writes {
-                if let Some(cur) = rec.state.fields.get(name) {
-                    if cur.at > incoming.at
-                        && cur.value != incoming.value
-                        && !is_empty_value(&incoming.value)
-                    {
-                        out.conflicts.push(Conflict {
-                            collection: c.table.clone(),
-                            id: c.id.clone(),
-                            field: name.clone(),
-                            was_local: incoming.value.clone(),
-                            now_server: cur.value.clone(),
-                            local_at: incoming.at.to_string(),
-                            server_at: cur.at.to_string(),
-                        });
-                    }
-                }
-            }
-            let (state, _) =
-                apply(std::mem::take(&mut rec.state), c).map_err(|e| StoreError::Invalid {
-                    index,
-                    code: e.code(),
-                    message: e.to_string(),
-                })?;
-            rec.state = state;
-
-            let seq = tx.last_insert_rowid();
-            rec.last_seq = seq;
-            rec.dirty = true;
-            rec.schema_version = rec.schema_version.max(c.schema_version());
-            if let Some(at) = change_at(c) {
-                if rec.updated_at.as_deref().is_none_or(|u| at.as_str() > u) {
-                    rec.updated_at = Some(at);
-                }
-            }
-
-            out.applied.push(LoggedChange {
-                table: c.table.clone(),
-                id: c.id.clone(),
-                seq,
-                author: user.to_owned(),
-                space_id: rec.space_id.clone(),
-            });
-        }
-
-        let mut upsert = tx
-            .prepare_cached(
-                "INSERT INTO records (app_id, tbl, record_id, author, space_id, state,
-                   updated_at, schema_version, last_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (app_id, tbl, record_id) DO UPDATE SET
-                   state = excluded.state, updated_at = excluded.updated_at,
-                   schema_version = excluded.schema_version, last_seq = excluded.last_seq",
-            )
-            .map_err(internal)?;
-        for ((tbl, id), rec) in &recs {
-            if !rec.dirty {
-                continue;
-            }
-            upsert
-                .execute(params![
-                    req.app_id,
-                    tbl,
-                    id,
-                    rec.author,
-                    rec.space_id,
-                    encode_state(&rec.state)?,
-                    rec.updated_at,
-                    rec.schema_version,
-                    rec.last_seq,
-                ])
-                .map_err(internal)?;
+/// Rolls back a transaction a dropped [`SqlitePushTx`] left open on the writer. Run by whoever
+/// takes the writer next, so that nothing uncommitted outlives its push.
+fn settle(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back an abandoned push failed");
         }
     }
-    tx.commit().map_err(internal)?;
-    Ok(out)
+}
+
+/// One push's `BEGIN IMMEDIATE` transaction on the writer connection, which it holds (so
+/// pushes are serialised) until committed or dropped. Each call runs on the blocking pool
+/// with the connection moved in and back out.
+struct SqlitePushTx {
+    /// `None` only while a call is running (or after one was cancelled).
+    conn: Option<OwnedMutexGuard<Connection>>,
+    scope: Arc<PushScope>,
+    created_at: i64,
+}
+
+impl SqlitePushTx {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Connection, &PushScope) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| internal("push transaction used after a failed call"))?;
+        let scope = self.scope.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn, &scope);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("storage task failed: {e}")))?;
+        self.conn = Some(conn);
+        result
+    }
+}
+
+impl Drop for SqlitePushTx {
+    fn drop(&mut self) {
+        // Not committed: roll back now, off the async thread when there is one (the next
+        // taker of the writer would do it anyway, see `settle`).
+        if let Some(conn) = self.conn.take().filter(|c| !c.is_autocommit()) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || settle(&conn))),
+                Err(_) => settle(&conn),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PushTx for SqlitePushTx {
+    async fn load(&mut self, touched: Touched) -> Result<Loaded, StoreError> {
+        self.run(move |conn, scope| {
+            let mut out = Loaded::default();
+            let mut record = conn
+                .prepare_cached(
+                    "SELECT author, space_id, state, updated_at, schema_version
+                     FROM records WHERE app_id = ?1 AND tbl = ?2 AND record_id = ?3",
+                )
+                .map_err(internal)?;
+            out.records.reserve(touched.records.len());
+            for key in touched.records {
+                let row = record
+                    .query_row(params![scope.app_id, key.0, key.1], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, u32>(4)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(internal)?;
+                if let Some((author, space_id, state, updated_at, schema_version)) = row {
+                    let stored = StoredRecord {
+                        author,
+                        space_id,
+                        state: decode_state(&state)?,
+                        updated_at,
+                        schema_version,
+                    };
+                    out.records.insert(key, stored);
+                }
+            }
+            let mut event = conn
+                .prepare_cached("SELECT 1 FROM changes WHERE event_id = ?1")
+                .map_err(internal)?;
+            for id in touched.event_ids {
+                if event.exists(params![id]).map_err(internal)? {
+                    out.known_event_ids.insert(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn append(&mut self, rows: Vec<LogRow>) -> Result<Vec<i64>, StoreError> {
+        let created_at = self.created_at;
+        self.run(move |conn, scope| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO changes (event_id, app_id, tbl, record_id, author, space_id, op,
+                       data, fields, updated_at, deleted_at, actor, schema_version, client_id,
+                       created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(internal)?;
+            let mut seqs = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let c = &row.change;
+                insert
+                    .execute(params![
+                        c.event_id,
+                        scope.app_id,
+                        c.table,
+                        c.id,
+                        row.author,
+                        row.space_id,
+                        c.op.as_str(),
+                        json_column(&c.data)?,
+                        json_column(&c.fields)?,
+                        c.updated_at,
+                        c.deleted_at,
+                        json_column(&c.actor)?,
+                        c.schema_version(),
+                        scope.client_id,
+                        created_at,
+                    ])
+                    .map_err(internal)?;
+                seqs.push(conn.last_insert_rowid());
+            }
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn upsert(&mut self, records: Vec<RecordWrite>) -> Result<(), StoreError> {
+        self.run(move |conn, scope| {
+            let mut upsert = conn
+                .prepare_cached(
+                    "INSERT INTO records (app_id, tbl, record_id, author, space_id, state,
+                       updated_at, schema_version, last_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (app_id, tbl, record_id) DO UPDATE SET
+                       state = excluded.state, updated_at = excluded.updated_at,
+                       schema_version = excluded.schema_version, last_seq = excluded.last_seq",
+                )
+                .map_err(internal)?;
+            for r in &records {
+                upsert
+                    .execute(params![
+                        scope.app_id,
+                        r.table,
+                        r.id,
+                        r.author,
+                        r.space_id,
+                        encode_state(&r.state)?,
+                        r.updated_at,
+                        r.schema_version,
+                        r.last_seq,
+                    ])
+                    .map_err(internal)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.run(|conn, _| conn.execute_batch("COMMIT").map_err(internal))
+            .await?;
+        // Release the writer now (a failed COMMIT leaves the rollback to `drop`).
+        self.conn = None;
+        Ok(())
+    }
 }
 
 /// `{ field: { v, at, a? } }`, written straight into a string (this runs once per record
@@ -655,12 +573,7 @@ fn log_page(
         let seq: i64 = r.get(0).map_err(internal)?;
         let json = |i: usize| -> Result<Option<String>, StoreError> { r.get(i).map_err(internal) };
         let parse_err = |e: serde_json::Error| internal(format!("corrupt change {seq}: {e}"));
-        let op = match r.get_ref(4).map_err(internal)?.as_str().unwrap_or("") {
-            "insert" => Op::Insert,
-            "update" => Op::Update,
-            "delete" => Op::Delete,
-            _ => Op::Unknown,
-        };
+        let op = Op::parse(r.get_ref(4).map_err(internal)?.as_str().unwrap_or(""));
         changes.push(Change {
             event_id: r.get(1).map_err(internal)?,
             table: r.get(2).map_err(internal)?,
@@ -879,7 +792,9 @@ pub(crate) fn snapshot_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Viewer;
+    use crate::store::{PushOutcome, PushRequest, Viewer};
+    use mana_sync::merge::apply;
+    use mana_sync::protocol::ValidChange;
     use serde_json::json;
 
     fn hlc(ms: u64, node: u64) -> String {
@@ -899,16 +814,22 @@ mod tests {
         user: &str,
         changes: Vec<Change>,
     ) -> Result<PushOutcome, StoreError> {
-        let mut c = store.inner.writer.lock().unwrap();
-        push_tx(
-            &mut c,
-            &PushRequest {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(crate::store::push(
+            store,
+            PushRequest {
                 app_id: "notes".into(),
                 viewer: Viewer::personal(user),
                 client_id: format!("{user}-c"),
-                changes,
+                changes: changes
+                    .into_iter()
+                    .map(|c| ValidChange::new(c).unwrap())
+                    .collect(),
             },
-        )
+        ))
     }
 
     fn page(store: &SqliteStore, user: &str, since: Option<Cursor>, limit: usize) -> Page {

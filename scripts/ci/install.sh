@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 WASM_PACK_VERSION=0.15.1
 WASM_BINDGEN_VERSION=0.2.130
 CARGO_FUZZ_VERSION=0.13.2
+GECKODRIVER_VERSION=0.36.0
 
 step() { # step <name> <check-cmd> <install-cmd>
   local name=$1 check=$2 install=$3 t0
@@ -40,6 +41,15 @@ apt_install() { # quiet on success, the whole log on failure
 step "chromium + chromedriver + unzip" \
   "command -v chromium && command -v chromedriver && command -v unzip" \
   "apt_install chromium chromium-driver unzip"
+
+# The browser suites run in Firefox ESR too (test-browser.sh); geckodriver drives it.
+step "firefox-esr" \
+  "command -v firefox-esr" \
+  "apt_install firefox-esr"
+
+step "geckodriver $GECKODRIVER_VERSION" \
+  "geckodriver --version | sed -n 1p | grep -qx 'geckodriver $GECKODRIVER_VERSION.*'" \
+  "cargo install geckodriver --version $GECKODRIVER_VERSION --locked"
 
 step "wasm-pack $WASM_PACK_VERSION" \
   "wasm-pack --version | grep -q ' $WASM_PACK_VERSION'" \

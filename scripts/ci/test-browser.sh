@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The wasm library in headless Chromium (wasm-bindgen-test-runner drives /usr/bin/chromedriver),
-# then a type-check of a small app against the generated TypeScript declarations. The sync
+# The wasm library in headless Chromium (wasm-bindgen-test-runner drives /usr/bin/chromedriver)
+# and in headless Firefox ESR (geckodriver from `cargo install`), then a type-check of a small app against the generated TypeScript declarations. The sync
 # suites talk to a real mana-sync-server (--dev, SQLite in a temp dir) behind
 # tests/support/sync_harness.mjs, started here on free ports and stopped on exit; its URLs
 # reach the tests at compile time (MANA_SYNC_URL, MANA_SYNC_CONTROL).
@@ -23,7 +23,17 @@ export MANA_SYNC_URL MANA_SYNC_CONTROL
 echo "sync harness: server $MANA_SYNC_URL, control $MANA_SYNC_CONTROL"
 
 # The offline test waits out real backoff windows (seconds): more than the default 20 s.
-WASM_BINDGEN_TEST_TIMEOUT=90 wasm-pack test --headless --chrome "$@"
+# Both browsers run the same test wasm: the second `wasm-pack test` finds the build fresh (same
+# sources, same MANA_SYNC_* values) and only runs it. BROWSERS picks a subset (e.g. `firefox`).
+export WASM_BINDGEN_TEST_TIMEOUT=90
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export GECKODRIVER=${GECKODRIVER:-$(command -v geckodriver)}
+for browser in ${BROWSERS:-chrome firefox}; do
+  t0=$(date +%s)
+  echo "== wasm-pack test --headless --$browser"
+  wasm-pack test --headless "--$browser" "$@"
+  echo "== $browser: browser suites passed in $(( $(date +%s) - t0 ))s"
+done
 [ $# -gt 0 ] && exit 0 # a filtered run (e.g. `-- --test sync_web`) skips the type-check
 bash scripts/ci/build-pkg.sh --dev
 tools/node_modules/.bin/tsc -p tests/ts

@@ -25,7 +25,12 @@ fn dom_error(e: JsValue) -> JsCodedError {
     } else {
         "storage"
     };
-    JsCodedError::new(code, format!("IndexedDB {name}: {message}"))
+    let detail = if message.is_empty() {
+        name
+    } else {
+        format!("{name}: {message}")
+    };
+    JsCodedError::new(code, format!("IndexedDB {detail}"))
 }
 
 /// A promise of the request's outcome; attach it before control returns to the event loop.
@@ -243,14 +248,15 @@ impl WriteTx {
         dom_error(e)
     }
 
-    /// Asks IndexedDB to commit now (no further requests follow) and waits until it has; an
-    /// abort (failed request, quota) is an error.
+    /// Waits until IndexedDB has committed the transaction (it does once its last request
+    /// succeeded); an abort (failed request, quota) is an error.
+    ///
+    /// No explicit `IDBTransaction.commit()`: in Firefox (ESR 153), a transaction told to
+    /// commit after it awaited a read no longer aborts when a later request fails — it
+    /// completes with the other writes (a record without its pending change, half a batch
+    /// over quota) — and one that did abort reports `AbortError`, not the cause.
     pub async fn commit(mut self) -> Result<(), JsCodedError> {
         let done = self.done.take().expect("a WriteTx commits once");
-        // `commit()` spares the wait for the event loop; an engine without it commits anyway.
-        // (web-sys flags it deprecated, but it is IndexedDB 3.0 and in every engine.)
-        #[allow(deprecated)]
-        let _ = self.tx.commit();
         JsFuture::from(done).await.map_err(|_| {
             let err = self.tx.error().map(JsValue::from).unwrap_or(JsValue::NULL);
             if err.is_null() {

@@ -24,14 +24,21 @@ echo "sync harness: server $MANA_SYNC_URL, control $MANA_SYNC_CONTROL"
 
 # The offline test waits out real backoff windows (seconds): more than the default 20 s.
 # Both browsers run the same test wasm: the second `wasm-pack test` finds the build fresh (same
-# sources, same MANA_SYNC_* values) and only runs it. BROWSERS picks a subset (e.g. `firefox`).
+# sources, same MANA_SYNC_* values) and only runs it, against a fresh server behind the same
+# URL. BROWSERS picks a subset (e.g. `BROWSERS=firefox`). wasm-bindgen-test-runner takes the
+# first driver variable it finds (GECKODRIVER before CHROMEDRIVER), so each run sees only its own.
 export WASM_BINDGEN_TEST_TIMEOUT=90
-export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
-export GECKODRIVER=${GECKODRIVER:-$(command -v geckodriver)}
+first=1
 for browser in ${BROWSERS:-chrome firefox}; do
+  [ $first = 1 ] || node -e "fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1))" "$MANA_SYNC_CONTROL/reset"
+  first=0
   t0=$(date +%s)
   echo "== wasm-pack test --headless --$browser"
-  wasm-pack test --headless "--$browser" "$@"
+  case $browser in
+    chrome) env -u GECKODRIVER CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" wasm-pack test --headless --chrome "$@" ;;
+    firefox) env -u CHROMEDRIVER GECKODRIVER="${GECKODRIVER:-$(command -v geckodriver)}" wasm-pack test --headless --firefox "$@" ;;
+    *) echo "unknown browser $browser" >&2; exit 1 ;;
+  esac
   echo "== $browser: browser suites passed in $(( $(date +%s) - t0 ))s"
 done
 [ $# -gt 0 ] && exit 0 # a filtered run (e.g. `-- --test sync_web`) skips the type-check

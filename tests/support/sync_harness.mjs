@@ -2,6 +2,8 @@
 // tests can take down and bring back, plus a control endpoint for what a browser can't see:
 //   GET /down      stop the server process and refuse connections (like a server that is gone)
 //   GET /up        start it again on the same database, accept connections again
+//   GET /reset     a fresh server on an empty database behind the same URL (the next browser's
+//                  run of the suites: their record ids are fixed, and records keep their author)
 //   GET /log       the requests that reached the proxy, [{method, url}], oldest first
 //   GET /db-contains?s=TEXT   whether the server's database files contain TEXT (bytes)
 //   GET /inject?status=N&body=TEXT   answer the next /sync request with this, not the server's
@@ -9,7 +11,7 @@
 //
 //   node tests/support/sync_harness.mjs target/debug/mana-sync-server
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -99,6 +101,12 @@ const control = http.createServer(async (req, res) => {
   } else if (url.pathname === "/up") {
     await startServer();
     await listen(proxy, proxyPort);
+  } else if (url.pathname === "/reset") {
+    await stopServer();
+    for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+    log = [];
+    injected = null;
+    await startServer();
   } else if (url.pathname === "/inject") {
     injected = { status: Number(url.searchParams.get("status")), body: url.searchParams.get("body") ?? "" };
   } else if (url.pathname === "/log") {

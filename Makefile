@@ -1,10 +1,10 @@
 # `make test` is what CI runs (.ci/run). Every step is a small script in scripts/ci/,
 # so the same step runs the same way locally and in CI.
-.PHONY: test install lint test-native test-browser test-tabs test-server test-fuzz test-demo test-package demo bench fuzz fault
+.PHONY: test install lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package demo bench fuzz fault
 
 test: install
 	@start=$$(date +%s); \
-	for step in lint test-native test-browser test-tabs test-server test-fuzz test-demo test-package; do \
+	for step in lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package; do \
 	  t0=$$(date +%s); echo "== $$step"; \
 	  bash scripts/ci/$$step.sh || exit 1; \
 	  echo "== $$step done in $$(( $$(date +%s) - t0 ))s"; \
@@ -14,7 +14,7 @@ test: install
 install:
 	@bash scripts/ci/install.sh
 
-lint test-native test-browser test-tabs test-server test-fuzz test-demo test-package: install
+lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package: install
 	@bash scripts/ci/$@.sh
 
 demo: install
@@ -27,6 +27,8 @@ bench: install
 fuzz: install
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash scripts/ci/fuzz-run.sh
 
-# kill -9 of the server during push storms, FAULT_KILLS times (default 30).
+# kill -9 of the server during push storms, FAULT_KILLS times (default 30); then the browser
+# fault cases (reloads mid-push and mid-first-sync, a storage quota cut through CDP).
 fault: install
 	@bash scripts/ci/fault.sh
+	@bash scripts/ci/test-fault-browser.sh

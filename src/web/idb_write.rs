@@ -20,7 +20,10 @@ fn dom_error(e: JsValue) -> JsCodedError {
         .ok()
         .and_then(|v| v.as_string())
         .unwrap_or_else(|| format!("{e:?}"));
-    let code = if name == "QuotaExceededError" {
+    // Firefox refuses the first write transaction after one that aborted over quota with an
+    // InvalidStateError ("… a database that did not allow mutations"), room or not; the next
+    // one runs. Our write transactions are readwrite, so this is the quota, not a read-only one.
+    let code = if name == "QuotaExceededError" || message.contains("did not allow mutations") {
         "quota_exceeded"
     } else {
         "storage"

@@ -206,10 +206,21 @@ test("a reload in the middle of a paginated first sync resumes from the last pag
   await until("three pages written", async () => (await page.evaluate(() => window.client.rawCount())) >= 3 * LIMIT, 20_000);
   hold = true;
   assert.equal(await page.evaluate(() => window.client.status()), "syncing");
-  // Let a page already answered finish writing, then read what is committed.
-  await new Promise((r) => setTimeout(r, 300));
-  const written = await page.evaluate(() => window.client.rawCount());
-  const cursor = (await page.evaluate(() => window.client.rawCursors())).find((c) => c.collection === "notes")?.cursor;
+  // Let a page already answered finish writing (records and cursor unchanged for 300 ms), then
+  // take what is committed.
+  const committed = async () => {
+    const count = await page.evaluate(() => window.client.rawCount());
+    const cursor = (await page.evaluate(() => window.client.rawCursors())).find((c) => c.collection === "notes")?.cursor;
+    return { count, cursor };
+  };
+  let seen = await committed();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await committed();
+    if (now.count === seen.count && now.cursor === seen.cursor) break;
+    seen = now;
+  }
+  const { count: written, cursor } = seen;
   assert.ok(cursor, "a cursor was committed with the pages");
   assert.ok(written < N, "the reload happens before the first sync ends");
   const pagesBefore = pulls.length;

@@ -82,6 +82,10 @@ pub struct Config {
     /// Interval of the `: heartbeat` comments on SSE streams (tests shorten it).
     #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 30_000, hide = true)]
     pub sse_heartbeat_ms: u64,
+    /// Notifications a live stream may fall behind by before it re-reads from its cursor
+    /// (tests shrink it).
+    #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 1024, hide = true)]
+    pub broadcast_capacity: usize,
     /// Development mode: allows running without auth configuration (a random HS256 secret is
     /// generated) and enables `POST /dev/token {userId}`. Never use in production.
     #[arg(long)]

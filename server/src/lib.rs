@@ -139,7 +139,7 @@ impl AppState {
             cache_ttl: Duration::from_secs(config.memberships_cache_secs),
         })
         .map_err(|e| format!("{}: {e}", e.code()))?;
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(config.broadcast_capacity.max(1));
         let (tx, rx) = watch::channel(false);
         Ok((
             AppState {

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub changes: IntCounter,
     pub push_seconds: Histogram,
     pub fanout_seconds: Histogram,
+    /// Live streams that fell behind the in-process feed and re-read from their cursor.
+    pub lagged: IntCounter,
     pub rejected: IntCounterVec,
 }
 
@@ -51,6 +53,10 @@ impl Metrics {
                 "fanout_seconds",
                 "From a push's commit to a live stream sending it on",
             ),
+            lagged: counter(
+                "stream_resyncs_total",
+                "Live streams that fell behind the live feed and re-read from their cursor",
+            ),
             rejected: IntCounterVec::new(
                 Opts::new("rejected_total", "Requests answered with an error, by code"),
                 &["code"],
@@ -66,6 +72,7 @@ impl Metrics {
             Box::new(m.changes.clone()),
             Box::new(m.push_seconds.clone()),
             Box::new(m.fanout_seconds.clone()),
+            Box::new(m.lagged.clone()),
             Box::new(m.rejected.clone()),
         ] {
             r.register(c).expect("each metric registered once");

@@ -177,7 +177,12 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
                         s.woken_by.get_or_insert(ev.committed);
                     }
                 }
-                Err(RecvError::Lagged(_)) => s.catching_up = true,
+                Err(RecvError::Lagged(skipped)) => {
+                    // Fell behind the live feed: the page read from the cursor has it all.
+                    s.metrics.lagged.inc();
+                    tracing::debug!(skipped, "SSE stream fell behind: resyncing from its cursor");
+                    s.catching_up = true;
+                }
                 Err(RecvError::Closed) => return None,
             },
         }

@@ -155,7 +155,14 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
     let viewer = st.memberships.viewer(&user_id).await;
     // Subscribe before saying ready: every push after `auth-ok` is announced.
     let mut rx = st.events.subscribe();
-    let mut seen = st.store.head().await.unwrap_or(0);
+    // Where a resync after falling behind reads from: everything up to it was committed before
+    // the subscription (the client pulls that itself on connect) or announced by a resync. It
+    // moves only with resyncs, never with notifications: those arrive in the order pushes
+    // finished, not in log order, so the one for a lower position may be among the skipped.
+    let mut seen = match st.store.head().await {
+        Ok(h) => h,
+        Err(e) => return store_failed(&st.metrics, socket, e).await,
+    };
     let mut shutdown = st.shutdown.clone();
     let ready = WsServerFrame::AuthOk {
         user_id: viewer.user_id.clone(),
@@ -201,22 +208,30 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                 let mut committed = None;
                 let tables = match ev {
                     Ok(ev) => {
-                        if let Some(max) = ev.changes.iter().map(|c| c.seq).max() {
-                            seen = seen.max(max);
-                        }
                         committed = Some(ev.committed);
                         tables_for(&ev, &viewer, app.as_deref(), client_id.as_deref())
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        // Fell behind the live feed: ask the store what changed instead.
-                        let after = seen;
-                        seen = st.store.head().await.unwrap_or(seen);
-                        st.store
-                            .changed_tables(viewer.clone(), after, app.clone())
-                            .await
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect()
+                    Err(RecvError::Lagged(skipped)) => {
+                        // Fell behind the live feed: ask the store what changed since the last
+                        // resync. The head is read first, so every change up to it is in the
+                        // answer; the next resync starts there.
+                        st.metrics.lagged.inc();
+                        tracing::debug!(skipped, "websocket fell behind: resyncing from the log");
+                        let resynced = async {
+                            let head = st.store.head().await?;
+                            let tables = st
+                                .store
+                                .changed_tables(viewer.clone(), seen, app.clone())
+                                .await?;
+                            Ok::<_, crate::store::StoreError>((head, tables))
+                        };
+                        match resynced.await {
+                            Ok((head, tables)) => {
+                                seen = head;
+                                tables.into_iter().collect()
+                            }
+                            Err(e) => return store_failed(&st.metrics, socket, e).await,
+                        }
                     }
                     Err(RecvError::Closed) => return,
                 };
@@ -232,6 +247,13 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
             }
         }
     }
+}
+
+/// The store could not say what changed: close with 1011 rather than skip silently; the
+/// client reconnects and pulls every collection from its own cursor.
+async fn store_failed(metrics: &Metrics, socket: WebSocket, e: crate::store::StoreError) {
+    tracing::error!(error = %e, "websocket resync failed");
+    reject(metrics, socket, "internal", "internal server error", 1011).await
 }
 
 fn tables_for(

@@ -55,18 +55,3 @@ coded_from!(
     crate::schema::ConfigError,
     crate::backup::BackupError
 );
-
-impl From<rexie::Error> for JsCodedError {
-    fn from(e: rexie::Error) -> Self {
-        let detail = match &e {
-            rexie::Error::IdbError(inner) => inner.to_string(),
-            other => other.to_string(),
-        };
-        let code = if detail.contains("QuotaExceeded") {
-            "quota_exceeded"
-        } else {
-            "storage"
-        };
-        JsCodedError::new(code, format!("IndexedDB: {detail}"))
-    }
-}

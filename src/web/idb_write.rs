@@ -1,17 +1,17 @@
 //! The hot paths on a raw `IDBDatabase` connection: every write of a batch is issued
 //! synchronously (no per-request future or closure) and only the transaction's completion is
 //! awaited, besides the reads a write transaction makes first; bulk reads come in pipelined
-//! chunks. Rexie stays in charge of opening, upgrading and single reads.
+//! chunks. Opening, upgrading and single reads are in `idb`.
 
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
+use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use super::error::JsCodedError;
 
-fn dom_error(e: JsValue) -> JsCodedError {
+pub(super) fn dom_error(e: JsValue) -> JsCodedError {
     let name = js_sys::Reflect::get(&e, &"name".into())
         .ok()
         .and_then(|v| v.as_string())
@@ -37,7 +37,7 @@ fn dom_error(e: JsValue) -> JsCodedError {
 }
 
 /// A promise of the request's outcome; attach it before control returns to the event loop.
-fn on_settled(req: &IdbRequest) -> Promise {
+pub(super) fn on_settled(req: &IdbRequest) -> Promise {
     Promise::new(&mut |resolve, reject| {
         req.set_onsuccess(Some(&resolve));
         req.set_onerror(Some(&reject));
@@ -45,7 +45,7 @@ fn on_settled(req: &IdbRequest) -> Promise {
 }
 
 /// Waits for [`on_settled`]'s promise; a failed request becomes its coded DOM error.
-async fn settled(req: &IdbRequest, done: Promise) -> Result<(), JsCodedError> {
+pub(super) async fn settled(req: &IdbRequest, done: Promise) -> Result<(), JsCodedError> {
     JsFuture::from(done).await.map_err(|_| {
         dom_error(
             req.error()
@@ -56,29 +56,6 @@ async fn settled(req: &IdbRequest, done: Promise) -> Result<(), JsCodedError> {
         )
     })?;
     Ok(())
-}
-
-/// Opens a second connection to an existing database at its current version.
-pub async fn open_raw(name: &str) -> Result<IdbDatabase, JsCodedError> {
-    // `indexedDB` is read structurally, so this works on a Window as on a worker.
-    let factory = js_sys::global()
-        .unchecked_into::<web_sys::WorkerGlobalScope>()
-        .indexed_db()
-        .ok()
-        .flatten()
-        .ok_or_else(|| JsCodedError::new("storage", "IndexedDB is not available"))?;
-    let req: IdbOpenDbRequest = factory.open(name).map_err(dom_error)?;
-    let done = on_settled(&req);
-    settled(&req, done).await?;
-    let db: IdbDatabase = req.result().map_err(dom_error)?.unchecked_into();
-    // Let a newer version (another tab upgrading the schema) proceed.
-    let on_version_change = Closure::<dyn FnMut(JsValue)>::new({
-        let db = db.clone();
-        move |_| db.close()
-    });
-    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-    on_version_change.forget();
-    Ok(db)
 }
 
 /// The last put of a chunk still being stored (see [`WriteTx::put_all_in_flight`]).

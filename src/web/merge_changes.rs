@@ -4,6 +4,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::error::JsCodedError;
+use super::json::{from_js, to_js};
 use crate::merge::{apply, RecordState};
 use crate::protocol::Change;
 
@@ -13,8 +14,7 @@ use crate::protocol::Change;
 pub fn merge_changes(
     #[wasm_bindgen(unchecked_param_type = "Change[]")] changes: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let changes: Vec<Change> = serde_wasm_bindgen::from_value(changes)
-        .map_err(|e| JsCodedError::new("invalid_change", e.to_string()))?;
+    let changes: Vec<Change> = from_js(&changes, "invalid_change")?;
     let Some(first) = changes.first() else {
         return Err(JsCodedError::new("invalid_change", "no changes given").into());
     };
@@ -40,8 +40,7 @@ pub fn merge_changes(
         field_meta: state.field_meta(),
         conflicts,
     };
-    out.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsCodedError::new("internal", e.to_string()).into())
+    Ok(to_js(&out)?)
 }
 
 #[derive(Serialize)]

@@ -47,24 +47,28 @@ impl ListQuery {
         from_js(v, "invalid_query")
     }
 
-    pub fn key_range(&self) -> Result<Option<rexie::KeyRange>, JsCodedError> {
+    pub fn key_range(&self) -> Result<Option<web_sys::IdbKeyRange>, JsCodedError> {
         let bad =
             |_| JsCodedError::new("invalid_query", "range bounds must be valid IndexedDB keys");
         if let Some(eq) = &self.equals {
-            return Ok(Some(rexie::KeyRange::only(&to_js(eq)?).map_err(bad)?));
+            return Ok(Some(web_sys::IdbKeyRange::only(&to_js(eq)?).map_err(bad)?));
         }
         let Some(r) = &self.range else {
             return Ok(None);
         };
         let range = match (&r.lower, &r.upper) {
-            (Some(l), Some(u)) => rexie::KeyRange::bound(
+            (Some(l), Some(u)) => web_sys::IdbKeyRange::bound_with_lower_open_and_upper_open(
                 &to_js(l)?,
                 &to_js(u)?,
-                Some(r.lower_open),
-                Some(r.upper_open),
+                r.lower_open,
+                r.upper_open,
             ),
-            (Some(l), None) => rexie::KeyRange::lower_bound(&to_js(l)?, Some(r.lower_open)),
-            (None, Some(u)) => rexie::KeyRange::upper_bound(&to_js(u)?, Some(r.upper_open)),
+            (Some(l), None) => {
+                web_sys::IdbKeyRange::lower_bound_with_open(&to_js(l)?, r.lower_open)
+            }
+            (None, Some(u)) => {
+                web_sys::IdbKeyRange::upper_bound_with_open(&to_js(u)?, r.upper_open)
+            }
             (None, None) => return Ok(None),
         };
         Ok(Some(range.map_err(bad)?))

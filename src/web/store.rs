@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rexie::{Rexie, TransactionMode};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -17,7 +16,7 @@ use web_sys::IdbDatabase;
 
 use super::error::{internal, JsCodedError};
 use super::idb::{self, META, PENDING};
-use super::idb_write::{open_raw, WriteTx};
+use super::idb_write::{dom_error, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::listeners::Listeners;
 use super::query::ListQuery;
@@ -30,8 +29,7 @@ use crate::records::{self, PreparedWrite, RecordError, Writer};
 use crate::schema::StoreConfig;
 
 pub(crate) struct StoreInner {
-    pub db: RefCell<Option<Rc<Rexie>>>,
-    /// Second connection for the write path (see `idb_write`).
+    /// The connection (see `idb` and `idb_write`); `None` once closed.
     pub raw: RefCell<Option<IdbDatabase>>,
     pub config: StoreConfig,
     pub registry: EncryptionRegistry,
@@ -58,13 +56,6 @@ impl StoreInner {
     /// The open database (a cheap handle clone, so no borrow is held across awaits).
     pub fn raw(&self) -> JsResult<IdbDatabase> {
         self.raw
-            .borrow()
-            .clone()
-            .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
-    }
-
-    pub fn db(&self) -> JsResult<Rc<Rexie>> {
-        self.db
             .borrow()
             .clone()
             .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
@@ -157,14 +148,14 @@ impl StoreInner {
     }
 
     async fn get_stored(&self, collection: &str, id: &str) -> JsResult<Option<Value>> {
-        let db = self.db()?;
-        let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
-        let v = tx.store(collection)?.get(JsValue::from_str(id)).await?;
-        drop(tx);
-        match v {
-            Some(v) if !v.is_undefined() => Ok(Some(from_js(&v, "internal")?)),
-            _ => Ok(None),
+        let v = idb::read(&self.raw()?, collection, |s| {
+            s.get(&JsValue::from_str(id)).map_err(dom_error)
+        })
+        .await?;
+        if v.is_undefined() {
+            return Ok(None);
         }
+        Ok(Some(from_js(&v, "internal")?))
     }
 
     /// After a commit: re-run this store's live queries and tell the other tabs.
@@ -254,10 +245,16 @@ impl StoreInner {
         } else {
             None
         };
-        let rows = {
-            let db = self.db()?;
-            let tx = db.transaction(&[collection], TransactionMode::ReadOnly)?;
-            let store = tx.store(collection)?;
+        let array = idb::read(&self.raw()?, collection, |store| {
+            let range: JsValue = range.map_or(JsValue::NULL, Into::into);
+            let get_all = |source: &web_sys::IdbObjectStore| match idb_limit {
+                Some(n) => source.get_all_with_key_and_limit(&range, n),
+                None => source.get_all_with_key(&range),
+            };
+            let get_all_index = |source: &web_sys::IdbIndex| match idb_limit {
+                Some(n) => source.get_all_with_key_and_limit(&range, n),
+                None => source.get_all_with_key(&range),
+            };
             match &query.index {
                 Some(index) => {
                     let idx = store.index(index).map_err(|_| {
@@ -266,12 +263,13 @@ impl StoreInner {
                             format!("{collection} has no index {index:?}"),
                         )
                     })?;
-                    idx.get_all(range, idb_limit).await?
+                    get_all_index(&idx)
                 }
-                None => store.get_all(range, idb_limit).await?,
+                None => get_all(store),
             }
-        };
-        let array: js_sys::Array = rows.into_iter().collect();
+            .map_err(dom_error)
+        })
+        .await?;
         let mut rows: Vec<Value> = from_js(&array, "internal")?;
         if query.reverse {
             rows.reverse();
@@ -299,11 +297,12 @@ impl StoreInner {
     }
 
     pub async fn pending_count(&self) -> JsResult<u32> {
-        let db = self.db()?;
-        let tx = db.transaction(&[PENDING], TransactionMode::ReadOnly)?;
-        let rows = tx.store(PENDING)?.get_all(None, None).await?;
+        let rows: js_sys::Array =
+            idb::read(&self.raw()?, PENDING, |s| s.get_all().map_err(dom_error))
+                .await?
+                .unchecked_into();
         let mut total = 0;
-        for row in rows {
+        for row in rows.iter() {
             let n = js_sys::Reflect::get(&row, &"count".into())
                 .ok()
                 .and_then(|v| v.as_f64());
@@ -314,11 +313,9 @@ impl StoreInner {
 
     async fn put_meta(&self, key: &str, value: Value) -> JsResult<()> {
         let row = to_js(&json!({"key": key, "value": value}))?;
-        let db = self.db()?;
-        let tx = db.transaction(&[META], TransactionMode::ReadWrite)?;
-        tx.store(META)?.put(&row, None).await?;
-        tx.done().await?;
-        Ok(())
+        let tx = WriteTx::begin(&self.raw()?, &[META])?;
+        tx.put(META, &row)?;
+        tx.commit().await
     }
 }
 
@@ -461,13 +458,13 @@ pub(crate) async fn read_existing(
 /// Numbers this opening of the store among every opening on this device (tabs, or two stores
 /// on one database): one read-write transaction, so two tabs opening at once get different
 /// numbers, and thus different HLC nodes.
-async fn next_tab(db: &Rexie) -> JsResult<u32> {
-    let tx = db.transaction(&[META], TransactionMode::ReadWrite)?;
-    let meta = tx.store(META)?;
-    let row = meta.get(JsValue::from_str("tabs")).await?;
-    let row: Option<Value> = match row {
-        Some(v) if !v.is_undefined() => from_js(&v, "internal")?,
-        _ => None,
+async fn next_tab(db: &IdbDatabase) -> JsResult<u32> {
+    let tx = WriteTx::begin(db, &[META])?;
+    let row = tx.get(META, "tabs").await?;
+    let row: Option<Value> = if row.is_undefined() {
+        None
+    } else {
+        from_js(&row, "internal")?
     };
     let last = row
         .as_ref()
@@ -475,17 +472,14 @@ async fn next_tab(db: &Rexie) -> JsResult<u32> {
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let tab = (last + 1) % (1 << crate::clock::TAB_BITS);
-    meta.put(&to_js(&json!({"key": "tabs", "value": tab}))?, None)
-        .await?;
-    tx.done().await?;
+    tx.put(META, &to_js(&json!({"key": "tabs", "value": tab}))?)?;
+    tx.commit().await?;
     Ok(tab as u32)
 }
 
-async fn read_meta(db: &Rexie) -> JsResult<std::collections::HashMap<String, Value>> {
-    let tx = db.transaction(&[META], TransactionMode::ReadOnly)?;
-    let rows = tx.store(META)?.get_all(None, None).await?;
-    let array: js_sys::Array = rows.into_iter().collect();
-    let rows: Vec<Value> = from_js(&array, "internal")?;
+async fn read_meta(db: &IdbDatabase) -> JsResult<std::collections::HashMap<String, Value>> {
+    let rows = idb::read(db, META, |s| s.get_all().map_err(dom_error)).await?;
+    let rows: Vec<Value> = from_js(&rows, "internal")?;
     Ok(rows
         .into_iter()
         .filter_map(|r| Some((r.get("key")?.as_str()?.to_string(), r.get("value")?.clone())))
@@ -499,7 +493,6 @@ impl ManaStore {
         config.validate()?;
         let db = idb::open(&config).await?;
         let meta = read_meta(&db).await?;
-        let raw = open_raw(&config.name).await?;
         let client_id = match meta.get("clientId").and_then(Value::as_str) {
             Some(id) => id.to_string(),
             None => {
@@ -525,8 +518,7 @@ impl ManaStore {
             .and_then(Value::as_str)
             .and_then(|s| hex::decode(s).ok());
         let inner = Rc::new(StoreInner {
-            db: RefCell::new(Some(Rc::new(db))),
-            raw: RefCell::new(Some(raw)),
+            raw: RefCell::new(Some(db)),
             registry: config.registry(),
             config,
             vault: RefCell::new(Vault::default()),
@@ -756,14 +748,9 @@ impl ManaStore {
             if let Some(tabs) = inner.tabs.borrow_mut().take() {
                 tabs.close();
             }
+            // Requests still in flight finish first (IndexedDB closes once they are done).
             if let Some(raw) = inner.raw.borrow_mut().take() {
                 raw.close();
-            }
-            let db = inner.db.borrow_mut().take();
-            // Requests still in flight hold a handle; the last one out closes nothing, so
-            // close only when we are the sole owner (the usual case) and let GC do the rest.
-            if let Some(db) = db.and_then(|db| Rc::try_unwrap(db).ok()) {
-                db.close();
             }
             Ok(JsValue::UNDEFINED)
         })

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks (printed, never asserted): the in-browser store and layout pages and the wasm
-# envelope bench in headless Chromium, then the native ones. Numbers go into BENCHMARKS.md by
-# hand, with the machine's load.
+# envelope bench in headless Chromium, then the native ones, and last the size of the release
+# package's wasm (raw and gzip -9). Numbers go into BENCHMARKS.md by hand, with the machine's load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/ci/build-pkg.sh --release
+wasm_size="pkg/mana_sync_bg.wasm (release): $(wc -c <pkg/mana_sync_bg.wasm) bytes, $(gzip -9 -c pkg/mana_sync_bg.wasm | wc -c) gzipped (gzip -9)"
+echo "bench: $wasm_size"
 node benches/browser/run.mjs benches/browser/bench.html
 node benches/browser/run.mjs benches/browser/layout.html
 # Sync: a real server (release, SQLite in a temp dir) for the push and first-sync page.
@@ -21,3 +23,4 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo bench --target wasm32-unknown-unknown --bench envelope_web
 cargo bench --bench backup
 cargo bench -p mana-sync-server --bench push
+echo "bench: $wasm_size"

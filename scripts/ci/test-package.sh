@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The npm package as a user gets it: builds pkg/, packs it with `npm pack` (the tarball must hold
+# The npm package as a user gets it: builds the release pkg/ (size-optimised profile and
+# wasm-opt, as published), packs it with `npm pack` (the tarball must hold
 # both licenses), then creates a fresh Vite + Svelte 5 app in a temp dir (tests/package/app, with
 # the exact Vite/Svelte versions of www/package.json) that installs the tarball itself (not a
 # link into the repo), builds it for production, serves the build and runs a Playwright smoke
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 start=$(date +%s)
 
-bash scripts/ci/build-pkg.sh --dev
+bash scripts/ci/build-pkg.sh --release
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mana-sync-package.XXXXXX")
 preview=""

@@ -1,6 +1,6 @@
 # `make test` is what CI runs (.ci/run). Every step is a small script in scripts/ci/,
 # so the same step runs the same way locally and in CI.
-.PHONY: test install lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package demo bench fuzz fault
+.PHONY: test install lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package demo bench fuzz fault load
 
 test: install
 	@start=$$(date +%s); \
@@ -32,3 +32,7 @@ fuzz: install
 fault: install
 	@bash scripts/ci/fault.sh
 	@bash scripts/ci/test-fault-browser.sh
+
+# 1,000 SSE + 1,000 WebSocket clients on one release server while pushes run (not in `make test`).
+load: install
+	@bash scripts/ci/load.sh

@@ -51,6 +51,12 @@ step "geckodriver $GECKODRIVER_VERSION" \
   "geckodriver --version | sed -n 1p | grep -qx 'geckodriver $GECKODRIVER_VERSION.*'" \
   "cargo install geckodriver --version $GECKODRIVER_VERSION --locked"
 
+# PostgreSQL for the server's second backend (scripts/ci/pg.sh runs a private cluster of it):
+# the binaries only, no system cluster or service.
+step "postgresql" \
+  "ls /usr/lib/postgresql/*/bin/initdb" \
+  "$SUDO mkdir -p /etc/postgresql-common/createcluster.d && echo 'create_main_cluster = false' | $SUDO tee /etc/postgresql-common/createcluster.d/mana-sync.conf >/dev/null && apt_install postgresql"
+
 step "wasm-pack $WASM_PACK_VERSION" \
   "wasm-pack --version | grep -q ' $WASM_PACK_VERSION'" \
   "cargo install wasm-pack --version $WASM_PACK_VERSION --locked"

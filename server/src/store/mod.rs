@@ -14,6 +14,7 @@ use mana_sync::protocol::ValidChange;
 use mana_sync::{Change, Conflict};
 
 pub mod plan;
+pub mod postgres;
 pub mod sqlite;
 
 pub use plan::{Loaded, LogRow, RecordKey, RecordWrite, StoredRecord, Touched};

@@ -2,6 +2,8 @@
 //! database, HS256 tokens, and a small sync client.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

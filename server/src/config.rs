@@ -16,7 +16,8 @@ pub struct Config {
     /// Port to listen on; 0 picks a free one (the bound address is printed on stdout).
     #[arg(long, env = "PORT", default_value_t = 3050)]
     pub port: u16,
-    /// `sqlite://path` (embedded SQLite). `postgres://…` is reserved for the PostgreSQL backend.
+    /// `sqlite://path` (embedded SQLite) or `postgres://user:password@host:port/db`
+    /// (PostgreSQL, several instances on one database: docs/deployment.md).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://mana-sync.db")]
     pub database_url: String,
     /// HS256 secret for bearer tokens.
@@ -97,4 +98,9 @@ impl Config {
     pub fn for_tests(database_url: impl Into<String>) -> Config {
         Config::parse_from(["mana-sync-server", "--database-url", &database_url.into()])
     }
+}
+
+/// Whether a `DATABASE_URL` selects the PostgreSQL backend.
+pub fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }

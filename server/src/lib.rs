@@ -85,13 +85,23 @@ impl AppState {
     /// Builds the state from a configuration: opens the database (running migrations) and
     /// sets up authentication. Fails without auth configuration unless `--dev`.
     pub fn new(config: &Config) -> Result<(AppState, ShutdownHandle), String> {
-        let store: Arc<dyn Store> = if config.database_url.starts_with("postgres://")
-            || config.database_url.starts_with("postgresql://")
-        {
-            return Err("the PostgreSQL backend is not available yet: use sqlite://".into());
+        let postgres = if config::is_postgres(&config.database_url) {
+            // The LISTEN task needs a runtime to run on.
+            tokio::runtime::Handle::try_current()
+                .map_err(|_| "the PostgreSQL backend needs a Tokio runtime".to_owned())?;
+            Some(store::postgres::PgStore::open(
+                &config.database_url,
+                config.dev,
+            )?)
         } else {
-            let path = SqliteStore::path_from_url(&config.database_url);
-            Arc::new(SqliteStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+            None
+        };
+        let store: Arc<dyn Store> = match &postgres {
+            Some(pg) => Arc::new(pg.clone()),
+            None => {
+                let path = SqliteStore::path_from_url(&config.database_url);
+                Arc::new(SqliteStore::open(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
         };
         let secret = config
             .mana_jwt_secret
@@ -141,6 +151,10 @@ impl AppState {
         .map_err(|e| format!("{}: {e}", e.code()))?;
         let (events, _) = broadcast::channel(config.broadcast_capacity.max(1));
         let (tx, rx) = watch::channel(false);
+        if let Some(pg) = postgres {
+            // Pushes to the other instances on the same database wake this one's streams.
+            store::postgres::listen(pg, events.clone(), rx.clone());
+        }
         Ok((
             AppState {
                 store,

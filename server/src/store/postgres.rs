@@ -24,7 +24,17 @@ use std::sync::Arc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::{StoreError, Viewer};
+use async_trait::async_trait;
+
+use super::{Page, PageQuery, PushScope, PushTx, Store, StoreError, Viewer};
+
+mod listen;
+mod page;
+mod push;
+mod tx;
+
+pub use listen::{listen, NOTIFY_CHANNEL};
+pub(crate) use tx::ViewerTx;
 
 /// Versioned migrations, applied in order and recorded in `mana_migrations`.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -195,4 +205,28 @@ pub fn space_ids_setting(viewer: &Viewer) -> String {
         out.push_str(s);
     }
     out
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn begin_push(&self, scope: PushScope) -> Result<Box<dyn PushTx>, StoreError> {
+        Ok(Box::new(push::begin(self, scope).await?))
+    }
+
+    async fn page(&self, q: PageQuery) -> Result<Page, StoreError> {
+        page::page(self, q).await
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        page::head(self).await
+    }
+
+    async fn changed_tables(
+        &self,
+        viewer: Viewer,
+        after: i64,
+        app_id: Option<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        page::changed_tables(self, viewer, after, app_id).await
+    }
 }

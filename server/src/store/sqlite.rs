@@ -457,7 +457,7 @@ impl PushTx for SqlitePushTx {
 
 /// `{ field: { v, at, a? } }`, written straight into a string (this runs once per record
 /// per push).
-fn encode_state(state: &RecordState) -> Result<String, StoreError> {
+pub(crate) fn encode_state(state: &RecordState) -> Result<String, StoreError> {
     use std::fmt::Write;
     let mut out = String::with_capacity(64 * state.fields.len() + 2);
     out.push('{');
@@ -480,7 +480,7 @@ fn encode_state(state: &RecordState) -> Result<String, StoreError> {
     Ok(out)
 }
 
-fn decode_state(s: &str) -> Result<RecordState, StoreError> {
+pub(crate) fn decode_state(s: &str) -> Result<RecordState, StoreError> {
     let m: Map<String, Value> =
         serde_json::from_str(s).map_err(|e| internal(format!("corrupt record state: {e}")))?;
     let mut state = RecordState::default();

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: a real server on 127.0.0.1:0 with a temporary
-//! database, HS256 tokens, and a small sync client.
+//! database (SQLite, or PostgreSQL with `MANA_TEST_DATABASE_URL`: see pg.rs), HS256 tokens, and a small sync client.
 #![allow(dead_code)]
 
 pub mod pg;
@@ -30,8 +30,13 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config =
-            Config::for_tests(format!("sqlite://{}", dir.path().join("sync.db").display()));
+        // PostgreSQL when the suite runs under scripts/ci/pg.sh (a fresh database per
+        // server), SQLite in `dir` otherwise: the same tests on both backends.
+        let url = match pg::fresh_database().await {
+            Some(url) => url,
+            None => format!("sqlite://{}", dir.path().join("sync.db").display()),
+        };
+        let mut config = Config::for_tests(url);
         config.mana_jwt_secret = Some(SECRET.into());
         config.mana_jwks_url = None;
         config.mana_auth_url = None;

@@ -5,6 +5,7 @@
 //! lexicographic order of the strings equals the order of `(millis, counter, node)`, which is
 //! the causal order the clock maintains.
 
+use crate::error_code::ErrorCode;
 use std::fmt;
 use std::str::FromStr;
 
@@ -27,10 +28,10 @@ pub enum ClockError {
 }
 
 impl ClockError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ClockError::InvalidTimestamp(_) => "invalid_timestamp",
-            ClockError::OutOfRange(_) => "clock_out_of_range",
+            ClockError::InvalidTimestamp(_) => ErrorCode::InvalidTimestamp,
+            ClockError::OutOfRange(_) => ErrorCode::ClockOutOfRange,
         }
     }
 }

@@ -7,17 +7,21 @@ pub mod backup;
 pub mod claim;
 pub mod clock;
 pub mod crypto;
+pub mod error_code;
 pub mod field_meta;
 pub mod merge;
 pub mod protocol;
 pub mod records;
 pub mod schema;
 pub mod sync;
+#[cfg(test)]
+mod ts_drift;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
 pub use clock::{Clock, ClockError, Hlc};
+pub use error_code::ErrorCode;
 pub use merge::{apply, merge, FieldState, RecordState};
 pub use protocol::{Change, Changeset, Conflict, FieldChange, Op, ProtocolError, SyncResponse};
 

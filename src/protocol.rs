@@ -1,10 +1,12 @@
 //! Wire types shared by the client and the server (docs/protocol.md). JSON, camelCase; absent
 //! optional fields are omitted; unknown fields are tolerated so that older peers keep working.
 
+use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tsify::Tsify;
 
 use crate::clock::Hlc;
 
@@ -88,39 +90,46 @@ impl<'de> Deserialize<'de> for Op {
 }
 
 /// One field of an update: its new value and when it was set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldChange {
     #[serde(default)]
+    #[tsify(type = "unknown")]
     pub value: Value,
+    #[tsify(type = "Hlc")]
     pub updated_at: String,
     /// The timestamp of the value this write replaced, as its writer saw it: a device whose
     /// own value carries another timestamp knows the writer had not seen it (a conflict),
     /// one whose value carries this one knows it was edited after being seen (ordinary sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(type = "Hlc")]
     pub base: Option<String>,
 }
 
 /// Opaque application JSON describing who made a change (`{ kind: "user" | "ai" | "system" }`).
 pub type Actor = Value;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub event_id: String,
     pub table: String,
     pub id: String,
+    #[tsify(type = "\"insert\" | \"update\" | \"delete\"")]
     pub op: Op,
     /// Insert: the whole record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(type = "Record<string, unknown>")]
     pub data: Option<Map<String, Value>>,
     /// Update: the changed fields with their timestamps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, FieldChange>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(type = "Hlc")]
     pub deleted_at: Option<String>,
     /// Insert/delete: timestamp of the whole operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(type = "Hlc")]
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
@@ -145,15 +154,19 @@ pub struct Changeset {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct Conflict {
     pub collection: String,
     pub id: String,
     pub field: String,
+    #[tsify(type = "unknown")]
     pub was_local: Value,
+    #[tsify(type = "unknown")]
     pub now_server: Value,
+    #[tsify(type = "Hlc")]
     pub local_at: String,
+    #[tsify(type = "Hlc")]
     pub server_at: String,
 }
 
@@ -213,19 +226,19 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProtocolError::InvalidEventId(_) => "invalid_event_id",
-            ProtocolError::EmptyTable => "empty_table",
-            ProtocolError::EmptyId => "empty_id",
-            ProtocolError::UnknownOp => "unknown_op",
-            ProtocolError::MissingData => "missing_data",
-            ProtocolError::MissingFields => "missing_fields",
-            ProtocolError::MissingTimestamp { .. } => "missing_timestamp",
-            ProtocolError::InvalidTimestamp { .. } => "invalid_timestamp",
-            ProtocolError::ReservedField(_) => "reserved_field",
-            ProtocolError::IdMismatch(_) => "id_mismatch",
-            ProtocolError::TooManyChanges(_) => "too_many_changes",
+            ProtocolError::InvalidEventId(_) => ErrorCode::InvalidEventId,
+            ProtocolError::EmptyTable => ErrorCode::EmptyTable,
+            ProtocolError::EmptyId => ErrorCode::EmptyId,
+            ProtocolError::UnknownOp => ErrorCode::UnknownOp,
+            ProtocolError::MissingData => ErrorCode::MissingData,
+            ProtocolError::MissingFields => ErrorCode::MissingFields,
+            ProtocolError::MissingTimestamp { .. } => ErrorCode::MissingTimestamp,
+            ProtocolError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
+            ProtocolError::ReservedField(_) => ErrorCode::ReservedField,
+            ProtocolError::IdMismatch(_) => ErrorCode::IdMismatch,
+            ProtocolError::TooManyChanges(_) => ErrorCode::TooManyChanges,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! that must commit together with the record. The browser layer only moves the results in
 //! and out of IndexedDB.
 
+use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -34,11 +35,11 @@ pub enum RecordError {
 }
 
 impl RecordError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RecordError::UnknownCollection(_) => "unknown_collection",
-            RecordError::InvalidRecord(_) => "invalid_record",
-            RecordError::NotFound { .. } => "not_found",
+            RecordError::UnknownCollection(_) => ErrorCode::UnknownCollection,
+            RecordError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+            RecordError::NotFound { .. } => ErrorCode::NotFound,
             RecordError::Crypto(e) => e.code(),
             RecordError::Clock(e) => e.code(),
         }

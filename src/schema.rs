@@ -1,34 +1,39 @@
 //! The store configuration given at open (docs/client.md): apps → collections → indexes and
 //! encrypted fields. Validated here, in pure Rust, so bad configs fail the same everywhere.
 
+use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tsify::Tsify;
 
 use crate::crypto::EncryptionRegistry;
 
 /// Object stores of ours; app collections can't use these names.
 pub const RESERVED_STORES: &[&str] = &["_pendingChanges", "_syncMeta", "_meta"];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionConfig {
+    /// Fields to index (each index is named after its field). Indexed fields stay plaintext.
     #[serde(default)]
     pub indexes: Vec<String>,
+    /// Fields sealed with the vault key (AES-256-GCM) in the user's own space.
     #[serde(default)]
     pub encrypted: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct AppConfig {
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
+    /// IndexedDB database name.
     pub name: String,
     /// Empty (or absent) for a guest store: everything works locally; `signIn` claims it.
     #[serde(default)]
@@ -49,8 +54,8 @@ fn one() -> u32 {
 pub struct ConfigError(pub String);
 
 impl ConfigError {
-    pub fn code(&self) -> &'static str {
-        "invalid_config"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfig
     }
 }
 

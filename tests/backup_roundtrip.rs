@@ -453,7 +453,7 @@ fn limits_apply_to_our_own_archives() {
         .verify(&mut |_| {})
         .unwrap_err();
     assert_eq!(
-        (err.code(), err.table(), err.line()),
+        (err.code().as_str(), err.table(), err.line()),
         ("archive_corrupt", Some("notes"), Some(1))
     );
 }
@@ -608,7 +608,7 @@ fn mutated_archives_fail_with_codes_never_panics() {
                 }
                 Err(e) => {
                     assert!(
-                        KNOWN_CODES.contains(&e.code()),
+                        KNOWN_CODES.contains(&e.code().as_str()),
                         "unexpected code {}",
                         e.code()
                     );

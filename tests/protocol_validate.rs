@@ -20,7 +20,7 @@ fn base(op: &str) -> Value {
 
 fn code_of(v: Value) -> Option<&'static str> {
     let c: Change = serde_json::from_value(v).expect("deserializes");
-    c.validate().err().map(|e| e.code())
+    c.validate().err().map(|e| e.code().as_str())
 }
 
 fn with(op: &str, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
@@ -150,7 +150,7 @@ fn changeset_validation_names_the_index() {
     }))
     .unwrap();
     let (i, e) = cs.validate().unwrap_err();
-    assert_eq!((i, e.code()), (2, "missing_fields"));
+    assert_eq!((i, e.code().as_str()), (2, "missing_fields"));
 
     let many: Changeset = serde_json::from_value(json!({
         "clientId": "c1", "changes": vec![base("delete"); MAX_CHANGES_PER_PUSH + 1]

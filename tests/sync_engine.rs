@@ -273,7 +273,7 @@ fn a_pull_loops_while_has_more_and_a_cursor_moves_only_once_applied() {
     s.input(Input::Applied {
         id: apply.id,
         result: Err(mana_sync::sync::SyncError::Local {
-            code: "quota_exceeded",
+            code: mana_sync::ErrorCode::QuotaExceeded,
             message: "full".into(),
         }),
     });

@@ -45,3 +45,6 @@ done
 bash scripts/ci/build-pkg.sh --dev
 tools/node_modules/.bin/tsc -p tests/ts
 echo "typecheck: ok"
+# The unions of the generated .d.ts (phases, statuses, error codes) against what the code produces.
+MANA_SYNC_DTS=pkg/mana_sync.d.ts cargo test -p mana-sync --lib ts_drift
+echo "d.ts drift: ok"

@@ -121,7 +121,7 @@ pub async fn push(
         }
         // The one validation, shared with the client; the plan takes only validated changes.
         let c = ValidChange::new(c).map_err(|e| {
-            AppError::bad_request(e.code(), format!("changes[{i}]: {e}")).with_index(i)
+            AppError::bad_request(e.code().as_str(), format!("changes[{i}]: {e}")).with_index(i)
         })?;
         changes.push(c);
     }

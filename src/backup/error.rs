@@ -1,5 +1,6 @@
 //! The backup layer's error type and its stable machine codes (docs/backup.md).
 
+use crate::error_code::ErrorCode;
 use thiserror::Error;
 
 /// Everything that can go wrong while writing, opening, unsealing or reading a `.mana` archive.
@@ -88,18 +89,18 @@ fn location(table: Option<&str>, line: Option<u64>) -> String {
 impl BackupError {
     /// Stable machine code, as listed in docs/backup.md (plus `archive_too_large`,
     /// `invalid_entry_name` and `invalid_input`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            BackupError::NotAManaArchive(_) => "not_a_mana_archive",
-            BackupError::UnsupportedFormatVersion(_) => "unsupported_format_version",
-            BackupError::PassphraseRequired => "passphrase_required",
-            BackupError::WrongPassphrase => "wrong_passphrase",
-            BackupError::ArchiveTampered(_) => "archive_tampered",
-            BackupError::WrongPassphraseOrTampered => "wrong_passphrase_or_tampered",
-            BackupError::ArchiveCorrupt { .. } => "archive_corrupt",
-            BackupError::ArchiveTooLarge(_) => "archive_too_large",
-            BackupError::InvalidEntryName { .. } => "invalid_entry_name",
-            BackupError::InvalidInput(_) => "invalid_input",
+            BackupError::NotAManaArchive(_) => ErrorCode::NotAManaArchive,
+            BackupError::UnsupportedFormatVersion(_) => ErrorCode::UnsupportedFormatVersion,
+            BackupError::PassphraseRequired => ErrorCode::PassphraseRequired,
+            BackupError::WrongPassphrase => ErrorCode::WrongPassphrase,
+            BackupError::ArchiveTampered(_) => ErrorCode::ArchiveTampered,
+            BackupError::WrongPassphraseOrTampered => ErrorCode::WrongPassphraseOrTampered,
+            BackupError::ArchiveCorrupt { .. } => ErrorCode::ArchiveCorrupt,
+            BackupError::ArchiveTooLarge(_) => ErrorCode::ArchiveTooLarge,
+            BackupError::InvalidEntryName { .. } => ErrorCode::InvalidEntryName,
+            BackupError::InvalidInput(_) => ErrorCode::InvalidInput,
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tsify::Tsify;
 
 use super::error::{BackupError, Result};
 
@@ -18,9 +19,10 @@ pub const KDF_PBKDF2_SHA256: &str = "PBKDF2-SHA256";
 /// `passphrase.cipher` of a sealed archive.
 pub const CIPHER_AES_GCM_256: &str = "AES-GCM-256";
 
-/// The content of `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The content of `manifest.json` (`BackupManifest` in the `.d.ts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
+#[tsify(rename = "BackupManifest")]
 pub struct Manifest {
     /// Always 2.
     pub format_version: u64,
@@ -56,6 +58,7 @@ pub struct Manifest {
     pub passphrase: Option<PassphraseInfo>,
     /// Fields this version does not know, kept verbatim.
     #[serde(flatten)]
+    #[tsify(type = "Record<string, unknown>")]
     pub extra: Map<String, Value>,
 }
 
@@ -67,7 +70,7 @@ fn yes() -> bool {
 }
 
 /// `scope`: `{type:"full"}` or `{type:"filtered", appIds:[…]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, Tsify)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Scope {
     /// Every app of the store.
@@ -82,7 +85,7 @@ pub enum Scope {
 }
 
 /// One entry of `files`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct FileEntry {
     /// Lowercase hex sha256 of the file's (uncompressed) bytes.
@@ -92,7 +95,7 @@ pub struct FileEntry {
 }
 
 /// `passphrase`: how `data.sealed` was sealed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct PassphraseInfo {
     /// `PBKDF2-SHA256`.
@@ -113,6 +116,7 @@ pub struct PassphraseInfo {
     pub key_check: Option<String>,
     /// Fields this version does not know, kept verbatim.
     #[serde(flatten)]
+    #[tsify(type = "Record<string, unknown>")]
     pub extra: Map<String, Value>,
 }
 

@@ -81,10 +81,16 @@ pub const SEALED_NAME: &str = "data.sealed";
 /// Optional human-readable entry.
 pub const README_NAME: &str = "README.md";
 
-/// A step of export or import, reported as `(phase, done, total)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A step of export or import, reported as `(phase, done, total)` to JS progress callbacks
+/// (`BackupPhase` in the `.d.ts`, derived from this enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, tsify::Tsify)]
+#[serde(rename_all = "lowercase")]
+#[tsify(rename = "BackupPhase")]
 #[non_exhaustive]
 pub enum Phase {
+    /// Export: records read from IndexedDB and decrypted (`done`/`total` in collections, then
+    /// in rows of the collection being read).
+    Read,
     /// Rows serialised to JSONL and deflated into the ZIP (`done`/`total` in rows; `total` is the
     /// hint given to [`BackupWriter::on_progress`], 0 if unknown).
     Serialize,
@@ -98,18 +104,34 @@ pub enum Phase {
     Verify,
     /// JSONL parsed (`done`/`total` in rows; `total` from the manifest's `rowCounts`).
     Parse,
+    /// Import: rows merged into the store and written (`done`/`total` in rows).
+    Merge,
 }
 
 impl Phase {
+    /// Every phase, in the order an export then an import goes through them.
+    pub const ALL: [Phase; 8] = [
+        Phase::Read,
+        Phase::Serialize,
+        Phase::Compress,
+        Phase::Seal,
+        Phase::Unseal,
+        Phase::Verify,
+        Phase::Parse,
+        Phase::Merge,
+    ];
+
     /// Lowercase name, as given to JS progress callbacks.
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Read => "read",
             Phase::Serialize => "serialize",
             Phase::Compress => "compress",
             Phase::Seal => "seal",
             Phase::Unseal => "unseal",
             Phase::Verify => "verify",
             Phase::Parse => "parse",
+            Phase::Merge => "merge",
         }
     }
 }

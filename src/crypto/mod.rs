@@ -2,6 +2,8 @@
 //! vault that holds the key in memory only, and the registry of which fields of which collection
 //! are sealed.
 
+use crate::error_code::ErrorCode;
+
 mod envelope;
 mod random;
 mod registry;
@@ -30,13 +32,13 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            CryptoError::VaultLocked => "vault_locked",
-            CryptoError::DecryptFailed(_) => "decrypt_failed",
-            CryptoError::InvalidKey(_) => "invalid_key",
-            CryptoError::WrongVaultKey => "wrong_vault_key",
-            CryptoError::Random(_) => "internal",
+            CryptoError::VaultLocked => ErrorCode::VaultLocked,
+            CryptoError::DecryptFailed(_) => ErrorCode::DecryptFailed,
+            CryptoError::InvalidKey(_) => ErrorCode::InvalidKey,
+            CryptoError::WrongVaultKey => ErrorCode::WrongVaultKey,
+            CryptoError::Random(_) => ErrorCode::Internal,
         }
     }
 }

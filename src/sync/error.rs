@@ -1,6 +1,7 @@
 //! Why a sync round failed, with the stable codes of docs/client.md.
 
 use super::Millis;
+use crate::error_code::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -36,21 +37,21 @@ pub enum SyncError {
     Protocol(String),
     /// Writing to the local store failed (quota, storage, decrypt…): the store's own code.
     #[error("{message}")]
-    Local { code: &'static str, message: String },
+    Local { code: ErrorCode, message: String },
 }
 
 impl SyncError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SyncError::Network(_) => "network",
-            SyncError::Unauthorized(_) | SyncError::NoToken => "unauthorized",
-            SyncError::PaymentRequired(_) => "payment_required",
-            SyncError::SchemaVersionUnsupported(_) => "schema_version_unsupported",
-            SyncError::RateLimited { .. } => "rate_limited",
-            SyncError::Server { .. } => "server_error",
-            SyncError::Rejected { .. } => "rejected",
-            SyncError::Protocol(_) => "protocol_error",
-            SyncError::Local { code, .. } => code,
+            SyncError::Network(_) => ErrorCode::Network,
+            SyncError::Unauthorized(_) | SyncError::NoToken => ErrorCode::Unauthorized,
+            SyncError::PaymentRequired(_) => ErrorCode::PaymentRequired,
+            SyncError::SchemaVersionUnsupported(_) => ErrorCode::SchemaVersionUnsupported,
+            SyncError::RateLimited { .. } => ErrorCode::RateLimited,
+            SyncError::Server { .. } => ErrorCode::ServerError,
+            SyncError::Rejected { .. } => ErrorCode::Rejected,
+            SyncError::Protocol(_) => ErrorCode::ProtocolError,
+            SyncError::Local { code, .. } => *code,
         }
     }
 }

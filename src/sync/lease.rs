@@ -147,7 +147,7 @@ pub struct Lease {
 
 fn body(e: &SyncError) -> ErrorBody {
     ErrorBody {
-        code: e.code().to_owned(),
+        code: e.code().as_str().to_owned(),
         message: e.to_string(),
         index: None,
     }

@@ -1,8 +1,10 @@
 //! What an app shows of sync (docs/sync.md).
 
 use serde::{Deserialize, Serialize};
+use tsify::Tsify;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What `ManaSync.status` reads and `on("status")` reports (`SyncStatus` in the `.d.ts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncStatus {
     /// No token (a guest, or signed out): everything works locally, pending accumulates.

@@ -8,18 +8,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use super::backup_types::{
+    BackupInfo, ExportOptions, ImportOptions, ImportReport, PackOptions, TableReport,
+};
 use super::error::JsCodedError;
 use super::idb_write::ChunkedRead;
 use super::json::{from_js, to_js};
 use super::store::{promise, ManaStore, StoreInner};
 use super::webcrypto::pbkdf2_sha256;
 use crate::backup::{
-    self, BackupWriter, ManifestInfo, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
+    self, BackupWriter, ManifestInfo, Phase, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
 };
+use crate::error_code::ErrorCode;
 use crate::records::{self, PreparedWrite};
 
 /// Records read per step of an export.
@@ -27,46 +31,6 @@ const EXPORT_CHUNK: u32 = 5000;
 
 /// Rows merged and put per step of an import (see `Commit`).
 const IMPORT_CHUNK: usize = 1000;
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_BACKUP: &'static str = r#"
-export type BackupPhase = "read" | "serialize" | "compress" | "seal" | "unseal" | "verify" | "parse" | "merge" | "write";
-export type ProgressFn = (phase: BackupPhase, done: number, total: number) => void;
-export interface ExportOptions {
-  /** Only these apps' collections (default: every app). */
-  appIds?: string[];
-  /** Seal the archive (PBKDF2-SHA256 600,000 iterations + AES-256-GCM). */
-  passphrase?: string;
-  onProgress?: ProgressFn;
-}
-export interface ImportOptions { passphrase?: string; onProgress?: ProgressFn }
-export interface PackOptions {
-  /** The manifest's `userId`. */
-  userId?: string;
-  /** Seal the archive (PBKDF2-SHA256 600,000 iterations + AES-256-GCM). */
-  passphrase?: string;
-  onProgress?: ProgressFn;
-}
-export interface ImportReport {
-  /** Rows that changed the store (new records or fields that won the merge). */
-  imported: number;
-  /** Rows that changed nothing (already present, older, or of an unknown collection). */
-  skipped: number;
-  tables: Record<string, { imported: number; skipped: number }>;
-}
-export interface BackupManifest {
-  formatVersion: number; schemaVersion: number; producedBy: string; exportedAt: string;
-  userId?: string; scope: { type: "full" } | { type: "filtered"; appIds: string[] };
-  rowCounts: Record<string, number>; fieldsPlaintext: boolean;
-  files?: Record<string, { sha256: string; bytes: number }>;
-  passphrase?: { kdf: string; kdfIterations: number; kdfSaltBase64: string; cipher: string;
-                 ivBase64: string; plaintextSha256: string; keyCheck?: string };
-  [key: string]: unknown;
-}
-export interface BackupInfo { manifest: BackupManifest; sealed: boolean }
-/** A migration: turns a row of schema version `toVersion - 1` into one of `toVersion`. */
-export type Migration = (row: Record<string, unknown>, table: string) => Record<string, unknown>;
-"#;
 
 #[wasm_bindgen]
 extern "C" {
@@ -78,30 +42,6 @@ extern "C" {
     pub type PackOptionsJs;
     #[wasm_bindgen(typescript_type = "Migration")]
     pub type MigrationJs;
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ExportOptions {
-    #[serde(default)]
-    app_ids: Option<Vec<String>>,
-    #[serde(default)]
-    passphrase: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PackOptions {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    passphrase: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct ImportOptions {
-    #[serde(default)]
-    passphrase: Option<String>,
 }
 
 /// A writer for an archive that [`finish_archive`] will seal when there is a passphrase
@@ -118,7 +58,7 @@ fn archive_writer<'p>(
         writer = writer.for_sealing();
     }
     writer.on_progress(total_rows, move |p: Progress| {
-        report(&cb, p.phase.as_str(), p.done, p.total)
+        report(&cb, p.phase, p.done, p.total)
     });
     Ok(writer)
 }
@@ -140,7 +80,10 @@ async fn finish_archive(
 
 fn check_passphrase(passphrase: &Option<String>) -> Result<(), JsCodedError> {
     match passphrase {
-        Some(p) if p.is_empty() => Err(JsCodedError::new("invalid_options", "empty passphrase")),
+        Some(p) if p.is_empty() => Err(JsCodedError::new(
+            ErrorCode::InvalidOptions,
+            "empty passphrase",
+        )),
         _ => Ok(()),
     }
 }
@@ -155,14 +98,14 @@ fn split_options<T: for<'de> Deserialize<'de> + Default>(
     let cb = js_sys::Reflect::get(&v, &"onProgress".into())
         .ok()
         .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-    Ok((from_js(&v, "invalid_options")?, cb))
+    Ok((from_js(&v, ErrorCode::InvalidOptions)?, cb))
 }
 
-fn report(cb: &Option<js_sys::Function>, phase: &str, done: u64, total: u64) {
+fn report(cb: &Option<js_sys::Function>, phase: Phase, done: u64, total: u64) {
     if let Some(f) = cb {
         let _ = f.call3(
             &JsValue::NULL,
-            &phase.into(),
+            &phase.as_str().into(),
             &(done as f64).into(),
             &(total as f64).into(),
         );
@@ -184,7 +127,7 @@ impl StoreInner {
             Some(ids) => {
                 if let Some(bad) = ids.iter().find(|a| !self.config.apps.contains_key(*a)) {
                     return Err(JsCodedError::new(
-                        "invalid_options",
+                        ErrorCode::InvalidOptions,
                         format!("unknown app {bad:?}"),
                     ));
                 }
@@ -207,13 +150,13 @@ impl StoreInner {
         info.schema_version = u64::from(self.config.schema_version);
         let mut writer = archive_writer(info, &opts.passphrase, 0, cb.clone())?;
         for (i, collection) in collections.iter().enumerate() {
-            report(&cb, "read", i as u64, collections.len() as u64);
+            report(&cb, Phase::Read, i as u64, collections.len() as u64);
             // Chunks pipeline: IndexedDB reads the next one while this one is decrypted and
             // packed.
             let mut read = ChunkedRead::begin(&self.raw()?, collection, EXPORT_CHUNK)?;
             writer.begin_table(collection)?;
             while let Some(chunk) = read.next().await? {
-                let rows: Vec<Value> = from_js(&chunk, "internal")?;
+                let rows: Vec<Value> = from_js(&chunk, ErrorCode::Internal)?;
                 // Decrypt first, then write: the writer calls the app's progress callback,
                 // which must be free to call back into the store (e.g. `lock()`).
                 let rows = {
@@ -236,7 +179,7 @@ impl StoreInner {
         }
         report(
             &cb,
-            "read",
+            Phase::Read,
             collections.len() as u64,
             collections.len() as u64,
         );
@@ -248,10 +191,10 @@ impl StoreInner {
         bytes: Vec<u8>,
         opts: ImportOptions,
         cb: Option<js_sys::Function>,
-    ) -> Result<Value, JsCodedError> {
+    ) -> Result<ImportReport, JsCodedError> {
         let archive = backup::open(&bytes)?;
         let archive_version = archive.manifest().schema_version;
-        let mut progress = |p: Progress| report(&cb, p.phase.as_str(), p.done, p.total);
+        let mut progress = |p: Progress| report(&cb, p.phase, p.done, p.total);
         let mut data = match archive.seal_params() {
             None => archive.data()?,
             Some(params) => {
@@ -268,11 +211,11 @@ impl StoreInner {
 
         // Migrations (app callbacks) run before the write transaction opens; the local records
         // are read inside it, so an edit made meanwhile is merged, never overwritten.
-        let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut per_table: BTreeMap<String, TableReport> = BTreeMap::new();
         let mut known = Vec::new();
         for (table, rows) in tables {
             if self.config.collection(&table).is_none() {
-                per_table.entry(table).or_default().1 += rows.len() as u64;
+                per_table.entry(table).or_default().skipped += rows.len() as u64;
                 continue;
             }
             let rows = self.migrate(&table, archive_version, rows)?;
@@ -333,25 +276,18 @@ impl StoreInner {
                     Ok(out)
                 })?;
                 let counts = per_table.entry(table.clone()).or_default();
-                counts.0 += writes.len() as u64;
-                counts.1 += n - writes.len() as u64;
+                counts.imported += writes.len() as u64;
+                counts.skipped += n - writes.len() as u64;
                 commit.write(&table, writes)?;
                 done += n;
                 // Between chunks, with no store state borrowed: the callback may call back
                 // into the store: a `lock()` fails the next chunk that has encrypted personal
                 // fields (nothing is written); a write it starts runs after this import.
-                report(&cb, "merge", done, total);
+                report(&cb, Phase::Merge, done, total);
             }
         }
         self.finish(commit).await?;
-        let (imported, skipped) = per_table
-            .values()
-            .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
-        let tables: Map<String, Value> = per_table
-            .into_iter()
-            .map(|(t, (i, s))| (t, json!({"imported": i, "skipped": s})))
-            .collect();
-        Ok(json!({"imported": imported, "skipped": skipped, "tables": tables}))
+        Ok(ImportReport::new(per_table))
     }
 
     /// Passes rows of an older schema version through the registered migrations, in order.
@@ -377,12 +313,12 @@ impl StoreInner {
                 for f in &steps {
                     v = f.call2(&JsValue::NULL, &v, &table.into()).map_err(|e| {
                         JsCodedError::new(
-                            "migration_failed",
+                            ErrorCode::MigrationFailed,
                             format!("{table}: {}", super::json::describe(&e)),
                         )
                     })?;
                 }
-                from_js(&v, "migration_failed")
+                from_js(&v, ErrorCode::MigrationFailed)
             })
             .collect()
     }
@@ -422,12 +358,12 @@ impl ManaStore {
         to_version: u32,
         migration: MigrationJs,
     ) -> Result<(), JsValue> {
-        let f: js_sys::Function = JsValue::from(migration)
-            .dyn_into()
-            .map_err(|_| JsCodedError::new("invalid_options", "a migration is a function"))?;
+        let f: js_sys::Function = JsValue::from(migration).dyn_into().map_err(|_| {
+            JsCodedError::new(ErrorCode::InvalidOptions, "a migration is a function")
+        })?;
         if to_version < 2 || to_version > self.inner.config.schema_version {
             return Err(JsCodedError::new(
-                "invalid_options",
+                ErrorCode::InvalidOptions,
                 format!(
                     "migrations target versions 2..={}",
                     self.inner.config.schema_version
@@ -444,9 +380,10 @@ impl ManaStore {
 #[wasm_bindgen(js_name = inspectBackup, unchecked_return_type = "BackupInfo")]
 pub fn inspect_backup(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let archive = backup::open(bytes).map_err(JsCodedError::from)?;
-    Ok(to_js(
-        &json!({"manifest": archive.manifest(), "sealed": archive.is_sealed()}),
-    )?)
+    Ok(to_js(&BackupInfo {
+        manifest: archive.manifest().clone(),
+        sealed: archive.is_sealed(),
+    })?)
 }
 
 /// Writes a `.mana` archive of plain rows without a store: `{ table: rows }` → the archive's
@@ -460,7 +397,8 @@ pub fn pack_backup(
     promise(async move {
         let (opts, cb) = split_options::<PackOptions>(options.map(Into::into))?;
         check_passphrase(&opts.passphrase)?;
-        let tables: BTreeMap<String, Vec<backup::Row>> = from_js(&tables, "invalid_record")?;
+        let tables: BTreeMap<String, Vec<backup::Row>> =
+            from_js(&tables, ErrorCode::InvalidRecord)?;
         let info = ManifestInfo::new(
             opts.user_id.as_deref().unwrap_or(""),
             &iso_now(),

@@ -1,16 +1,17 @@
 //! Every error reaching JS is a real `Error` with a stable `.code` (docs/client.md, "Errors").
 
+use crate::error_code::ErrorCode;
 use wasm_bindgen::prelude::*;
 
 /// An error code and message, turned into a JS `Error` with `.code` at the boundary.
 #[derive(Debug, Clone)]
 pub struct JsCodedError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl JsCodedError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         JsCodedError {
             code,
             message: message.into(),
@@ -20,12 +21,12 @@ impl JsCodedError {
 
 /// A failure that is ours, not the caller's (a value we wrote that does not read back).
 pub fn internal(e: impl std::fmt::Display) -> JsCodedError {
-    JsCodedError::new("internal", e.to_string())
+    JsCodedError::new(ErrorCode::Internal, e.to_string())
 }
 
 impl From<JsCodedError> for JsValue {
     fn from(e: JsCodedError) -> JsValue {
-        js_error(e.code, &e.message)
+        js_error(e.code.as_str(), &e.message)
     }
 }
 

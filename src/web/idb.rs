@@ -6,6 +6,7 @@
 //! reopen at `version + 1` and create what is missing — so adding a collection or an index
 //! never drops data, and an undeclared old collection is kept.
 
+use crate::error_code::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 
 use js_sys::Array;
@@ -63,7 +64,7 @@ fn factory() -> Result<web_sys::IdbFactory, JsCodedError> {
         .indexed_db()
         .ok()
         .flatten()
-        .ok_or_else(|| JsCodedError::new("storage", "IndexedDB is not available"))
+        .ok_or_else(|| JsCodedError::new(ErrorCode::Storage, "IndexedDB is not available"))
 }
 
 /// Creates, in the upgrade transaction of `req`, the stores and indexes of `want` missing there.

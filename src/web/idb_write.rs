@@ -3,6 +3,7 @@
 //! awaited, besides the reads a write transaction makes first; bulk reads come in pipelined
 //! chunks. Opening, upgrading and single reads are in `idb`.
 
+use crate::error_code::ErrorCode;
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -24,9 +25,9 @@ pub(super) fn dom_error(e: JsValue) -> JsCodedError {
     // InvalidStateError ("… a database that did not allow mutations"), room or not; the next
     // one runs. Our write transactions are readwrite, so this is the quota, not a read-only one.
     let code = if name == "QuotaExceededError" || message.contains("did not allow mutations") {
-        "quota_exceeded"
+        ErrorCode::QuotaExceeded
     } else {
-        "storage"
+        ErrorCode::Storage
     };
     let detail = if message.is_empty() {
         name
@@ -240,7 +241,7 @@ impl WriteTx {
         JsFuture::from(done).await.map_err(|_| {
             let err = self.tx.error().map(JsValue::from).unwrap_or(JsValue::NULL);
             if err.is_null() {
-                JsCodedError::new("storage", "IndexedDB transaction aborted")
+                JsCodedError::new(ErrorCode::Storage, "IndexedDB transaction aborted")
             } else {
                 dom_error(err)
             }
@@ -282,7 +283,7 @@ impl ChunkedRead {
             Some(p) if !p.is_empty() && !p.contains('.') => JsValue::from(p),
             _ => {
                 return Err(JsCodedError::new(
-                    "internal",
+                    ErrorCode::Internal,
                     "chunked reads need a plain keyPath",
                 ))
             }
@@ -328,7 +329,9 @@ impl ChunkedRead {
             let key = js_sys::Reflect::get(&last, &self.key_path)
                 .ok()
                 .filter(|k| !k.is_undefined())
-                .ok_or_else(|| JsCodedError::new("internal", "a record without its key"))?;
+                .ok_or_else(|| {
+                    JsCodedError::new(ErrorCode::Internal, "a record without its key")
+                })?;
             self.request(Some(&key))?;
         }
         Ok(if rows.length() == 0 { None } else { Some(rows) })

@@ -1,13 +1,14 @@
 //! Values cross the boundary as JSON text: one `JSON.stringify` / `JSON.parse` per call (or
 //! per batch) is far cheaper than walking objects property by property from wasm.
 
+use crate::error_code::ErrorCode;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 
 use super::error::JsCodedError;
 
 /// JS value → Rust, via `JSON.stringify` + serde_json. `code` names what was malformed.
-pub fn from_js<T: DeserializeOwned>(v: &JsValue, code: &'static str) -> Result<T, JsCodedError> {
+pub fn from_js<T: DeserializeOwned>(v: &JsValue, code: ErrorCode) -> Result<T, JsCodedError> {
     let text = js_sys::JSON::stringify(v).map_err(|_| {
         JsCodedError::new(code, "value is not JSON-serialisable (cycle or BigInt?)")
     })?;
@@ -19,13 +20,14 @@ pub fn from_js<T: DeserializeOwned>(v: &JsValue, code: &'static str) -> Result<T
 
 /// Rust → JS value, via serde_json + `JSON.parse`.
 pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> Result<JsValue, JsCodedError> {
-    let text =
-        serde_json::to_string(v).map_err(|e| JsCodedError::new("internal", e.to_string()))?;
+    let text = serde_json::to_string(v)
+        .map_err(|e| JsCodedError::new(ErrorCode::Internal, e.to_string()))?;
     parse(&text)
 }
 
 pub fn parse(text: &str) -> Result<JsValue, JsCodedError> {
-    js_sys::JSON::parse(text).map_err(|_| JsCodedError::new("internal", "JSON.parse failed"))
+    js_sys::JSON::parse(text)
+        .map_err(|_| JsCodedError::new(ErrorCode::Internal, "JSON.parse failed"))
 }
 
 /// A thrown JS value as text (an `Error`'s message, else its string form).

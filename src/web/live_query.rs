@@ -3,6 +3,7 @@
 //! once — with `undefined` until the first result is loaded — and after every change; with
 //! `undefined` again while the vault is locked).
 
+use crate::error_code::ErrorCode;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -62,7 +63,7 @@ fn run(store: Weak<StoreInner>, collection: String, query: ListQuery, sub: Rc<Su
             }
             // Locked: subscribers go back to `undefined` so no decrypted data lingers in the
             // UI; unlocking re-runs every query.
-            Err(e) if e.code == "vault_locked" => {
+            Err(e) if e.code == ErrorCode::VaultLocked => {
                 if sub.last.borrow_mut().take().is_some() {
                     let _ = sub.callback.call1(&JsValue::NULL, &JsValue::UNDEFINED);
                 }

@@ -1,5 +1,6 @@
 //! `mergeChanges(changes)`: folds wire changes of one record through the shared LWW merge.
 
+use crate::error_code::ErrorCode;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -14,9 +15,9 @@ use crate::protocol::Change;
 pub fn merge_changes(
     #[wasm_bindgen(unchecked_param_type = "Change[]")] changes: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let changes: Vec<Change> = from_js(&changes, "invalid_change")?;
+    let changes: Vec<Change> = from_js(&changes, ErrorCode::InvalidChange)?;
     let Some(first) = changes.first() else {
-        return Err(JsCodedError::new("invalid_change", "no changes given").into());
+        return Err(JsCodedError::new(ErrorCode::InvalidChange, "no changes given").into());
     };
     let id = first.id.clone();
     let mut state = RecordState::default();
@@ -26,7 +27,7 @@ pub fn merge_changes(
             .map_err(|e| JsCodedError::new(e.code(), format!("change {i}: {e}")))?;
         if c.id != id {
             return Err(JsCodedError::new(
-                "invalid_change",
+                ErrorCode::InvalidChange,
                 format!("change {i} is of another record"),
             )
             .into());
@@ -43,10 +44,13 @@ pub fn merge_changes(
     Ok(to_js(&out)?)
 }
 
-#[derive(Serialize)]
+/// What `mergeChanges` returns.
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
-struct MergeResult {
+pub struct MergeResult {
+    #[tsify(type = "Record<string, unknown> & { id: string }")]
     record: serde_json::Map<String, serde_json::Value>,
+    #[tsify(type = "Record<string, FieldMeta>")]
     field_meta: serde_json::Map<String, serde_json::Value>,
     conflicts: Vec<crate::protocol::Conflict>,
 }

@@ -2,6 +2,7 @@
 //! modules; this layer moves values between JS, IndexedDB and Rust. One file per JS class.
 
 mod backup;
+mod backup_types;
 mod error;
 mod hybrid_clock;
 mod idb;

@@ -1,18 +1,23 @@
 //! `ListQuery`: what `list` and `liveQuery` accept.
 
+use crate::error_code::ErrorCode;
 use serde::Deserialize;
 use serde_json::Value;
+use tsify::Tsify;
 use wasm_bindgen::prelude::*;
 
 use super::error::JsCodedError;
 use super::json::{from_js, to_js};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Bounds of an index range; a bound is an IndexedDB key.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyBounds {
     #[serde(default)]
+    #[tsify(type = "unknown")]
     pub lower: Option<Value>,
     #[serde(default)]
+    #[tsify(type = "unknown")]
     pub upper: Option<Value>,
     #[serde(default)]
     pub lower_open: bool,
@@ -20,7 +25,8 @@ pub struct KeyBounds {
     pub upper_open: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// What `list` and `liveQuery` accept.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
     /// Index (field) to read through; absent = primary key (`id`).
@@ -28,9 +34,11 @@ pub struct ListQuery {
     pub index: Option<String>,
     /// Exact key match (shorthand for a range with equal bounds).
     #[serde(default)]
+    #[tsify(type = "unknown")]
     pub equals: Option<Value>,
     #[serde(default)]
     pub range: Option<KeyBounds>,
+    /// Tombstones are hidden unless set.
     #[serde(default)]
     pub include_deleted: bool,
     #[serde(default)]
@@ -44,12 +52,12 @@ impl ListQuery {
         if v.is_undefined() || v.is_null() {
             return Ok(ListQuery::default());
         }
-        from_js(v, "invalid_query")
+        from_js(v, ErrorCode::InvalidQuery)
     }
 
     pub fn key_range(&self) -> Result<Option<web_sys::IdbKeyRange>, JsCodedError> {
         let bad =
-            |_| JsCodedError::new("invalid_query", "range bounds must be valid IndexedDB keys");
+            |_| JsCodedError::new(ErrorCode::InvalidQuery, "range bounds must be valid IndexedDB keys");
         if let Some(eq) = &self.equals {
             return Ok(Some(web_sys::IdbKeyRange::only(&to_js(eq)?).map_err(bad)?));
         }

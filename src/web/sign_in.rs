@@ -3,6 +3,7 @@
 //! pure `claim` module's). Nothing a guest wrote is left behind: its records and their pending
 //! changes move to `_personal:<userId>`, so the next sync uploads them.
 
+use crate::error_code::ErrorCode;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -29,7 +30,7 @@ fn vault_key_option(options: &JsValue) -> JsResult<Option<Vec<u8>>> {
     }
     let key = key
         .dyn_into::<js_sys::Uint8Array>()
-        .map_err(|_| JsCodedError::new("invalid_key", "vaultKey must be a Uint8Array"))?;
+        .map_err(|_| JsCodedError::new(ErrorCode::InvalidKey, "vaultKey must be a Uint8Array"))?;
     Ok(Some(key.to_vec()))
 }
 
@@ -37,7 +38,7 @@ impl StoreInner {
     async fn sign_in(&self, user_id: &str, new_key: Option<&[u8]>) -> JsResult<()> {
         if user_id.trim().is_empty() {
             return Err(JsCodedError::new(
-                "invalid_options",
+                ErrorCode::InvalidOptions,
                 "signIn: userId is empty",
             ));
         }
@@ -47,7 +48,7 @@ impl StoreInner {
         }
         if !current.is_empty() && current != user_id {
             return Err(JsCodedError::new(
-                "already_signed_in",
+                ErrorCode::AlreadySignedIn,
                 format!("this store belongs to {current:?}; open another database for {user_id:?}"),
             ));
         }
@@ -55,7 +56,10 @@ impl StoreInner {
         let new_check = match new_key {
             Some(key) => {
                 if key.len() != VAULT_KEY_LEN {
-                    return Err(JsCodedError::new("invalid_key", "a vault key is 32 bytes"));
+                    return Err(JsCodedError::new(
+                        ErrorCode::InvalidKey,
+                        "a vault key is 32 bytes",
+                    ));
                 }
                 Some(new_vault.unlock(key, None)?)
             }
@@ -69,7 +73,8 @@ impl StoreInner {
         let tx = WriteTx::begin(&self.raw()?, &stores)?;
         let mut records = Vec::with_capacity(collections.len());
         for collection in &collections {
-            let stored: Vec<Value> = from_js(&tx.get_all(collection).await?.into(), "internal")?;
+            let stored: Vec<Value> =
+                from_js(&tx.get_all(collection).await?.into(), ErrorCode::Internal)?;
             records.push(stored);
         }
         // Nothing is awaited from here to the commit, so the vault and the random pool are

@@ -5,6 +5,7 @@
 //! commit together or not at all. Writes are fired without awaiting each; the only awaits
 //! inside a transaction are a read-modify-write's reads. A store's writes take turns.
 
+use crate::error_code::ErrorCode;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -58,7 +59,7 @@ impl StoreInner {
         self.raw
             .borrow()
             .clone()
-            .ok_or_else(|| JsCodedError::new("store_closed", "the store is closed"))
+            .ok_or_else(|| JsCodedError::new(ErrorCode::StoreClosed, "the store is closed"))
     }
 
     pub(crate) fn check_collection(&self, collection: &str) -> JsResult<()> {
@@ -155,7 +156,7 @@ impl StoreInner {
         if v.is_undefined() {
             return Ok(None);
         }
-        Ok(Some(from_js(&v, "internal")?))
+        Ok(Some(from_js(&v, ErrorCode::Internal)?))
     }
 
     /// After a commit: re-run this store's live queries and tell the other tabs.
@@ -182,7 +183,7 @@ impl StoreInner {
         let mut start = 0;
         while start < len {
             let end = len.min(start + PUT_CHUNK);
-            let chunk: Vec<Value> = from_js(&records.slice(start, end), "invalid_record")?;
+            let chunk: Vec<Value> = from_js(&records.slice(start, end), ErrorCode::InvalidRecord)?;
             // A put replaces: fields of a stored record that the new one lacks are nulled (see
             // `Writer::put_replacing`), so the stored records are read.
             let existing = commit.get_existing(collection, &chunk).await?;
@@ -259,7 +260,7 @@ impl StoreInner {
                 Some(index) => {
                     let idx = store.index(index).map_err(|_| {
                         JsCodedError::new(
-                            "unknown_index",
+                            ErrorCode::UnknownIndex,
                             format!("{collection} has no index {index:?}"),
                         )
                     })?;
@@ -270,7 +271,7 @@ impl StoreInner {
             .map_err(dom_error)
         })
         .await?;
-        let mut rows: Vec<Value> = from_js(&array, "internal")?;
+        let mut rows: Vec<Value> = from_js(&array, ErrorCode::Internal)?;
         if query.reverse {
             rows.reverse();
         }
@@ -345,7 +346,7 @@ impl Commit {
         if v.is_undefined() {
             return Ok(None);
         }
-        Ok(Some(from_js(&v, "internal")?))
+        Ok(Some(from_js(&v, ErrorCode::Internal)?))
     }
 
     /// The stored records of the ids of `records` (`None` where absent or without an id),
@@ -370,7 +371,7 @@ impl Commit {
     /// Every stored record of a collection, read inside this transaction.
     pub async fn get_all(&self, collection: &str) -> JsResult<Vec<Value>> {
         let rows: JsValue = self.tx.get_all(collection).await?.into();
-        from_js(&rows, "internal")
+        from_js(&rows, ErrorCode::Internal)
     }
 
     /// Issues the puts of prepared records and queues their changes.
@@ -429,7 +430,7 @@ pub(crate) fn pending_changes(row: &JsValue) -> JsResult<Vec<Change>> {
         js_sys::Reflect::get(row, &"changes".into()).map_err(|_| internal("pending row"))?;
     match changes.as_string() {
         Some(text) => serde_json::from_str(&text).map_err(internal),
-        None => from_js(&changes, "internal"),
+        None => from_js(&changes, ErrorCode::Internal),
     }
 }
 
@@ -452,7 +453,7 @@ pub(crate) async fn read_existing(
     }
     let stored = tx.get_many(store, ids).await?;
     // `undefined` (absent) becomes `null` in the array's JSON.
-    from_js(&stored.into(), "internal")
+    from_js(&stored.into(), ErrorCode::Internal)
 }
 
 /// Numbers this opening of the store among every opening on this device (tabs, or two stores
@@ -464,7 +465,7 @@ async fn next_tab(db: &IdbDatabase) -> JsResult<u32> {
     let row: Option<Value> = if row.is_undefined() {
         None
     } else {
-        from_js(&row, "internal")?
+        from_js(&row, ErrorCode::Internal)?
     };
     let last = row
         .as_ref()
@@ -479,7 +480,7 @@ async fn next_tab(db: &IdbDatabase) -> JsResult<u32> {
 
 async fn read_meta(db: &IdbDatabase) -> JsResult<std::collections::HashMap<String, Value>> {
     let rows = idb::read(db, META, |s| s.get_all().map_err(dom_error)).await?;
-    let rows: Vec<Value> = from_js(&rows, "internal")?;
+    let rows: Vec<Value> = from_js(&rows, ErrorCode::Internal)?;
     Ok(rows
         .into_iter()
         .filter_map(|r| Some((r.get("key")?.as_str()?.to_string(), r.get("value")?.clone())))
@@ -555,15 +556,18 @@ pub struct ManaStore {
     pub(crate) inner: Rc<StoreInner>,
 }
 
-#[derive(serde::Deserialize, Default)]
-struct WriteOptions {
+/// Options of `put`, `bulkPut`, `update` and `delete`.
+#[derive(serde::Deserialize, Default, tsify::Tsify)]
+pub struct WriteOptions {
+    /// Stamped on the change (who made it).
     #[serde(default)]
+    #[tsify(type = "Actor")]
     actor: Option<Value>,
 }
 
 fn parse_options(v: Option<JsValue>) -> JsResult<WriteOptions> {
     match v {
-        Some(v) if !v.is_undefined() && !v.is_null() => from_js(&v, "invalid_options"),
+        Some(v) if !v.is_undefined() && !v.is_null() => from_js(&v, ErrorCode::InvalidOptions),
         _ => Ok(WriteOptions::default()),
     }
 }
@@ -584,7 +588,7 @@ impl ManaStore {
         #[wasm_bindgen(unchecked_param_type = "StoreConfig")] config: JsValue,
     ) -> js_sys::Promise {
         promise(async move {
-            let config: StoreConfig = from_js(&config, "invalid_config")?;
+            let config: StoreConfig = from_js(&config, ErrorCode::InvalidConfig)?;
             ManaStore::open_with(config).await
         })
     }
@@ -664,7 +668,10 @@ impl ManaStore {
         promise(async move {
             let opts = parse_options(options.map(Into::into))?;
             let records: &js_sys::Array = records.dyn_ref().ok_or_else(|| {
-                JsCodedError::new("invalid_record", "bulkPut takes an array of records")
+                JsCodedError::new(
+                    ErrorCode::InvalidRecord,
+                    "bulkPut takes an array of records",
+                )
             })?;
             inner.put_array(&collection, records, opts.actor).await?;
             Ok(JsValue::UNDEFINED)
@@ -683,7 +690,7 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             let opts = parse_options(options.map(Into::into))?;
-            let patch: Value = from_js(&patch, "invalid_record")?;
+            let patch: Value = from_js(&patch, ErrorCode::InvalidRecord)?;
             inner
                 .modify(&collection, &id, opts.actor, |w, stored| {
                     w.update(&collection, stored, &id, patch)

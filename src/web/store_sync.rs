@@ -3,6 +3,7 @@
 //! acknowledges, the cursors it advances and the clock — all or nothing — and it takes the
 //! store's write turn like every local write.
 
+use crate::error_code::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
@@ -56,7 +57,7 @@ impl StoreInner {
     /// The stored cursor of every (app, collection) pulled before.
     pub(crate) async fn read_cursors(&self) -> JsResult<BTreeMap<(String, String), String>> {
         let (_, values) = read_all_with_keys(&self.raw()?, SYNC_META).await?;
-        let rows: Vec<Value> = from_js(&values.into(), "internal")?;
+        let rows: Vec<Value> = from_js(&values.into(), ErrorCode::Internal)?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {

@@ -15,6 +15,7 @@ use web_sys::{MessageEvent, WebSocket};
 
 use super::error::JsCodedError;
 use super::store::StoreInner;
+use super::sync_handle::SyncChange;
 use crate::crypto::RandomPool;
 use crate::sync::answer::{parse_retry_after, HttpAnswer};
 use crate::sync::lease::{EventKind, LeaseInput};
@@ -215,7 +216,13 @@ impl Driver {
                         }
                     }
                     for (collection, ids) in &applied.changed {
-                        let value = serde_json::json!({"collection": collection, "ids": ids});
+                        let change = SyncChange {
+                            collection: collection.clone(),
+                            ids: ids.clone(),
+                        };
+                        let Ok(value) = serde_json::to_value(&change) else {
+                            continue;
+                        };
                         (d.report)(LeaseInput::EngineEvent {
                             kind: EventKind::Change,
                             value,

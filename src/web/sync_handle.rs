@@ -1,5 +1,6 @@
 //! `ManaSync`: the handle `store.sync(options)` returns (docs/sync.md).
 
+use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -14,7 +15,6 @@ use crate::sync::lease::LeaseInput;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_SYNC: &'static str = r#"
-export type SyncStatus = "local" | "syncing" | "synced" | "offline" | "auth-required" | "payment-required" | "error";
 export interface SyncOptions {
   /** Base URL of mana-sync-server, e.g. `https://sync.example.com`. */
   url: string;
@@ -28,12 +28,17 @@ export interface SyncOptions {
 }
 /** A field this device wrote that a newer remote write overwrote; values decrypted. */
 export interface SyncConflict extends Conflict {}
-/** Records written by an applied server answer. */
-export interface SyncChange { collection: string; ids: string[] }
 "#;
 
 fn invalid(message: impl Into<String>) -> JsCodedError {
-    JsCodedError::new("invalid_options", message)
+    JsCodedError::new(ErrorCode::InvalidOptions, message)
+}
+
+/// Records written by an applied server answer (the `"change"` event).
+#[derive(serde::Serialize, tsify::Tsify)]
+pub(crate) struct SyncChange {
+    pub collection: String,
+    pub ids: Vec<String>,
 }
 
 /// Reads `store.sync(options)`: `token` is a function, so it is read by hand, not as JSON.
@@ -59,7 +64,7 @@ pub(crate) fn parse_options(
     let apps = if apps_value.is_undefined() || apps_value.is_null() {
         all
     } else {
-        let names: Vec<String> = super::json::from_js(&apps_value, "invalid_options")?;
+        let names: Vec<String> = super::json::from_js(&apps_value, ErrorCode::InvalidOptions)?;
         let mut chosen = BTreeMap::new();
         for name in names {
             let collections = all

@@ -235,7 +235,7 @@ impl TabSync {
                             self.run(LeaseEffect::Settle {
                                 waiter,
                                 result: Err(ErrorBody {
-                                    code: e.code.to_owned(),
+                                    code: e.code.as_str().to_owned(),
                                     message: e.message,
                                     index: None,
                                 }),

@@ -1,6 +1,7 @@
 //! WebCrypto PBKDF2-SHA256: ~6× faster than the pure-Rust crate in wasm for 600,000
 //! iterations (docs/backup.md), and the same bytes (the backup test vectors prove it natively).
 
+use crate::error_code::ErrorCode;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -13,13 +14,13 @@ fn subtle() -> Result<web_sys::SubtleCrypto, JsCodedError> {
     let crypto = Reflect::get(&js_sys::global(), &"crypto".into())
         .ok()
         .filter(|c| !c.is_undefined())
-        .ok_or_else(|| JsCodedError::new("internal", "WebCrypto is not available"))?;
+        .ok_or_else(|| JsCodedError::new(ErrorCode::Internal, "WebCrypto is not available"))?;
     let subtle = Reflect::get(&crypto, &"subtle".into())
         .ok()
         .filter(|s| !s.is_undefined())
         .ok_or_else(|| {
             JsCodedError::new(
-                "internal",
+                ErrorCode::Internal,
                 "crypto.subtle is not available (insecure context?)",
             )
         })?;
@@ -27,7 +28,7 @@ fn subtle() -> Result<web_sys::SubtleCrypto, JsCodedError> {
 }
 
 fn js_err(e: JsValue) -> JsCodedError {
-    JsCodedError::new("internal", format!("WebCrypto: {e:?}"))
+    JsCodedError::new(ErrorCode::Internal, format!("WebCrypto: {e:?}"))
 }
 
 /// The 32-byte PBKDF2-HMAC-SHA256 output, used directly as the AES-256 key.

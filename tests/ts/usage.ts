@@ -1,7 +1,7 @@
 // Type-checks a typical app's use of the generated typings (`tsc --noEmit` in make test).
 // Not executed: the browser tests run the same calls for real.
 import init, { ManaStore, ManaSync, LiveQuery, mergeChanges, inspectBackup, packBackup } from "../../pkg/mana_sync.js";
-import type { StoreConfig, ManaRecord, ManaError, Change, MergeResult, ListQuery, BackupInfo, ImportReport, SyncStatus, SyncConflict, SyncChange, SyncOptions } from "../../pkg/mana_sync.js";
+import type { StoreConfig, ManaRecord, ManaError, ErrorCode, Change, MergeResult, ListQuery, BackupInfo, BackupPhase, ImportReport, TableReport, ProgressFn, SyncStatus, SyncConflict, SyncChange, SyncOptions } from "../../pkg/mana_sync.js";
 
 interface Note extends ManaRecord { title: string; updatedAt: number }
 
@@ -31,14 +31,18 @@ export async function app(): Promise<number> {
     const merged: MergeResult = mergeChanges(changes);
     console.log(merged.record.id, merged.conflicts.length);
   } catch (e) {
-    console.log((e as ManaError).code);
+    const code: ErrorCode = (e as ManaError).code;
+    if (code === "vault_locked" || code === "invalid_change") console.log(code);
   }
-  const onProgress = (phase: string, done: number, total: number) => console.log(phase, done, total);
+  const seen = new Set<BackupPhase>();
+  const onProgress: ProgressFn = (phase, done, total) => { seen.add(phase); console.log(phase, done, total); };
+  const merging: BackupPhase = "merge";
   const archive: Uint8Array = await store.exportBackup({ appIds: ["notes"], passphrase: "pw", onProgress });
   const info: BackupInfo = inspectBackup(archive);
   const report: ImportReport = await store.importBackup(archive, { passphrase: info.sealed ? "pw" : undefined });
   const packed: Uint8Array = await packBackup({ notes: [{ id: "x", title: "t" }] }, { userId: "u1", passphrase: "pw", onProgress });
-  console.log(report.imported, packed.length);
+  const notes: TableReport | undefined = report.tables["notes"];
+  console.log(report.imported, report.skipped, notes?.imported, packed.length, seen.has(merging), info.manifest.rowCounts);
   const options: SyncOptions = { url: "https://sync.example.com", token: async () => "jwt", apps: ["notes"] };
   const sync: ManaSync = store.sync(options);
   const off: () => void = sync.on("status", (s: SyncStatus) => console.log(s));

@@ -245,7 +245,7 @@ pub fn plan(
         let applied = apply_detailed(std::mem::take(&mut rec.stored.state), &c).map_err(|e| {
             StoreError::Invalid {
                 index,
-                code: e.code(),
+                code: e.code().as_str(),
                 message: e.to_string(),
             }
         })?;

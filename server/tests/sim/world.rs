@@ -423,7 +423,7 @@ impl<'rt> World<'rt> {
             self.stats.local_failures += 1;
             self.log(|| format!("d{d} reading the pending queue FAILS"));
             let err = SyncError::Local {
-                code: "storage",
+                code: mana_sync::ErrorCode::Storage,
                 message: "simulated read error".into(),
             };
             self.feed(d, Input::LocalFailed(err));
@@ -439,7 +439,7 @@ impl<'rt> World<'rt> {
             self.stats.local_failures += 1;
             self.log(|| format!("d{d} apply #{} FAILS (quota)", a.id));
             let err = SyncError::Local {
-                code: "quota_exceeded",
+                code: mana_sync::ErrorCode::QuotaExceeded,
                 message: "simulated quota error".into(),
             };
             self.feed(

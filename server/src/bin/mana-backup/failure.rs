@@ -62,6 +62,6 @@ pub fn status_of(code: &str) -> u8 {
 
 impl From<BackupError> for Failure {
     fn from(e: BackupError) -> Self {
-        Failure::new(e.code(), e.to_string())
+        Failure::new(e.code().as_str(), e.to_string())
     }
 }

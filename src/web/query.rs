@@ -56,8 +56,12 @@ impl ListQuery {
     }
 
     pub fn key_range(&self) -> Result<Option<web_sys::IdbKeyRange>, JsCodedError> {
-        let bad =
-            |_| JsCodedError::new(ErrorCode::InvalidQuery, "range bounds must be valid IndexedDB keys");
+        let bad = |_| {
+            JsCodedError::new(
+                ErrorCode::InvalidQuery,
+                "range bounds must be valid IndexedDB keys",
+            )
+        };
         if let Some(eq) = &self.equals {
             return Ok(Some(web_sys::IdbKeyRange::only(&to_js(eq)?).map_err(bad)?));
         }

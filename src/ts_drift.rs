@@ -92,16 +92,17 @@ fn assert_every_variant<T>(name: &str, list: &[T], index: impl Fn(&T) -> usize, 
 #[test]
 fn backup_phases_are_declared_as_produced() {
     let index = |p: &Phase| match p {
-        Phase::Read => 0,
-        Phase::Serialize => 1,
-        Phase::Compress => 2,
-        Phase::Seal => 3,
-        Phase::Unseal => 4,
-        Phase::Verify => 5,
-        Phase::Parse => 6,
-        Phase::Merge => 7,
+        Phase::Derive => 0,
+        Phase::Read => 1,
+        Phase::Serialize => 2,
+        Phase::Compress => 3,
+        Phase::Seal => 4,
+        Phase::Unseal => 5,
+        Phase::Verify => 6,
+        Phase::Parse => 7,
+        Phase::Merge => 8,
     };
-    assert_every_variant("Phase::ALL", &Phase::ALL, index, 8);
+    assert_every_variant("Phase::ALL", &Phase::ALL, index, 9);
     // What `onProgress` is called with is `as_str()`; the union is derived from serde's names.
     for p in Phase::ALL {
         assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());

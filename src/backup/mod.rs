@@ -67,9 +67,9 @@ pub mod writer;
 
 pub use error::{BackupError, Result};
 pub use manifest::{FileEntry, Manifest, PassphraseInfo, Scope, FORMAT_VERSION};
-pub use reader::{open, open_with_limits, ArchiveData, OpenedArchive, TableSummary};
+pub use reader::{open, open_with_limits, ArchiveData, OpenedArchive, TableRows, TableSummary};
 pub use seal::{derive_key, key_check, SealParams, DEFAULT_ITERATIONS, MAX_ITERATIONS};
-pub use writer::{BackupWriter, ManifestInfo, DEFAULT_COMPRESSION_LEVEL};
+pub use writer::{BackupWriter, ManifestInfo, SealJob, DEFAULT_COMPRESSION_LEVEL};
 
 /// One row: a JSON object (one JSONL line).
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -88,6 +88,8 @@ pub const README_NAME: &str = "README.md";
 #[tsify(rename = "BackupPhase")]
 #[non_exhaustive]
 pub enum Phase {
+    /// The passphrase's key derivation (PBKDF2; `done`/`total` 0/1 while it runs, then 1/1).
+    Derive,
     /// Export: records read from IndexedDB and decrypted (`done`/`total` in collections, then
     /// in rows of the collection being read).
     Read,
@@ -109,8 +111,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Every phase, in the order an export then an import goes through them.
-    pub const ALL: [Phase; 8] = [
+    /// Every phase, in the order an export then an import goes through them (`Derive`, with a
+    /// passphrase, comes in both).
+    pub const ALL: [Phase; 9] = [
+        Phase::Derive,
         Phase::Read,
         Phase::Serialize,
         Phase::Compress,
@@ -124,6 +128,7 @@ impl Phase {
     /// Lowercase name, as given to JS progress callbacks.
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Derive => "derive",
             Phase::Read => "read",
             Phase::Serialize => "serialize",
             Phase::Compress => "compress",

@@ -25,6 +25,7 @@ use super::seal::{self, SealParams, IV_LEN, KEY_CHECK_LEN, SALT_LEN, TAG_LEN};
 use super::{classify_entry, EntryKind, Limits, Phase, Progress, Row};
 
 type Zip<'a> = ZipArchive<Cursor<Cow<'a, [u8]>>>;
+type ZipEntry<'z, 'a> = zip::read::ZipFile<'z, Cursor<Cow<'a, [u8]>>>;
 
 /// One `data/<table>.jsonl` entry.
 #[derive(Debug, Clone)]
@@ -216,6 +217,35 @@ impl<'a> OpenedArchive<'a> {
         let Some(s) = &self.sealed else {
             return self.data();
         };
+        let mut buf = self.sealed_ciphertext(key)?;
+        let total = buf.len() as u64;
+        progress(Progress {
+            phase: Phase::Unseal,
+            done: 0,
+            total,
+        });
+        if seal::decrypt_in_place(key, &s.params.iv, &mut buf).is_err() {
+            return Err(self.tag_failure());
+        }
+        progress(Progress {
+            phase: Phase::Unseal,
+            done: total,
+            total,
+        });
+        let sha256: [u8; 32] = Sha256::digest(&buf).into();
+        self.data_from_plaintext(buf, sha256, progress)
+    }
+
+    /// The first step of unsealing elsewhere (e.g. by WebCrypto, off the page's main thread):
+    /// checks `key` against the keyCheck (`wrong_passphrase`) and returns `data.sealed`,
+    /// ciphertext ‖ tag, to be decrypted with AES-256-GCM under `key` and the manifest's IV
+    /// (no associated data). A tag that does not verify is [`Self::tag_failure`]; the plaintext
+    /// goes to [`Self::data_from_plaintext`]. `passphrase_required` on an unsealed archive.
+    pub fn sealed_ciphertext(&self, key: &[u8; 32]) -> Result<Vec<u8>> {
+        let s = self
+            .sealed
+            .as_ref()
+            .ok_or(BackupError::PassphraseRequired)?;
         if let Some(kc) = &s.key_check {
             if !seal::key_check_matches(key, kc) {
                 return Err(BackupError::WrongPassphrase);
@@ -228,41 +258,45 @@ impl<'a> OpenedArchive<'a> {
             .min(self.limits.max_archive_bytes);
         // Read without the ZIP's CRC check: the AEAD tag is the authority, so a modified
         // ciphertext is reported as tampering, not as a damaged ZIP.
-        let mut buf = read_entry(&mut zip, s.index, cap, "data.sealed", false)?;
-        drop(zip);
+        let buf = read_entry(&mut zip, s.index, cap, "data.sealed", false)?;
         if buf.len() < TAG_LEN {
             return Err(BackupError::ArchiveTampered(
                 "data.sealed is shorter than an AES-GCM tag".into(),
             ));
         }
-        let total = buf.len() as u64;
-        progress(Progress {
-            phase: Phase::Unseal,
-            done: 0,
-            total,
-        });
-        if seal::decrypt_in_place(key, &s.params.iv, &mut buf).is_err() {
-            return Err(if s.key_check.is_some() {
-                BackupError::ArchiveTampered(
-                    "the AES-GCM tag of data.sealed does not verify".into(),
-                )
-            } else {
-                BackupError::WrongPassphraseOrTampered
-            });
+        Ok(buf)
+    }
+
+    /// What a `data.sealed` whose AES-GCM tag does not verify means: tampering when the key
+    /// matched the keyCheck, else a wrong passphrase or tampering.
+    pub fn tag_failure(&self) -> BackupError {
+        if self.sealed.as_ref().is_some_and(|s| s.key_check.is_some()) {
+            BackupError::ArchiveTampered("the AES-GCM tag of data.sealed does not verify".into())
+        } else {
+            BackupError::WrongPassphraseOrTampered
         }
-        progress(Progress {
-            phase: Phase::Unseal,
-            done: total,
-            total,
-        });
+    }
+
+    /// The data of a sealed archive from its decrypted `data.sealed` and that plaintext's
+    /// SHA-256, after checking the hash against `plaintextSha256`.
+    pub fn data_from_plaintext(
+        &self,
+        plain: Vec<u8>,
+        plain_sha256: [u8; 32],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ArchiveData<'a>> {
+        let s = self
+            .sealed
+            .as_ref()
+            .ok_or(BackupError::PassphraseRequired)?;
         if let Some(expected) = &s.plaintext_sha256 {
-            let plain_len = buf.len() as u64;
+            let plain_len = plain.len() as u64;
             progress(Progress {
                 phase: Phase::Verify,
                 done: 0,
                 total: plain_len,
             });
-            if Sha256::digest(&buf).as_slice() != expected.as_slice() {
+            if plain_sha256 != *expected {
                 return Err(BackupError::ArchiveTampered(
                     "the unsealed data does not match plaintextSha256".into(),
                 ));
@@ -273,7 +307,7 @@ impl<'a> OpenedArchive<'a> {
                 total: plain_len,
             });
         }
-        let inner = open_zip(Cow::Owned(buf), false, &self.limits)?;
+        let inner = open_zip(Cow::Owned(plain), false, &self.limits)?;
         ArchiveData::new(inner, &self.manifest, self.limits, false)
     }
 }
@@ -448,6 +482,20 @@ impl<'a> ArchiveData<'a> {
         on_line: &mut dyn FnMut(Line<'_>) -> Result<(), E>,
         on_progress: &mut dyn FnMut(u64),
     ) -> Result<TableSummary, E> {
+        let mut reader = self.open_table(table, cap)?;
+        while let Some(line) = reader.next_line() {
+            let counted = line.row.is_some();
+            on_line(line)?;
+            if counted && reader.rows % 1024 == 0 {
+                on_progress(reader.rows);
+            }
+        }
+        let summary = reader.finish()?;
+        on_progress(summary.rows);
+        Ok(summary)
+    }
+
+    fn open_table(&mut self, table: &TableEntry, cap: u64) -> Result<TableRows<'_, 'a>> {
         let name = table.name.as_str();
         let what = format!("data/{name}.jsonl");
         let expected = self.files.as_ref().and_then(|f| f.get(&what)).cloned();
@@ -455,68 +503,134 @@ impl<'a> ArchiveData<'a> {
             BackupError::corrupt_at(name, None, format!("cannot read the entry: {e}"))
         })?;
         let entry = EntryReader::new(raw, &what, table.declared, cap, true)?.hashing();
-        let mut lines = Lines::new(
-            BufReader::with_capacity(64 * 1024, entry),
-            name,
-            self.limits.max_line_bytes,
-        );
-        let mut rows = 0u64;
-        let stop = loop {
-            match lines.next_line() {
-                Ok(None) => break None,
-                Ok(Some(line)) => {
-                    if line.row.is_some() {
-                        rows += 1;
-                        if rows % 1024 == 0 {
-                            on_progress(rows);
-                        }
-                    }
-                    on_line(line)?;
-                }
-                Err(stop) => break Some(stop),
-            }
+        Ok(TableRows {
+            lines: Lines::new(
+                BufReader::with_capacity(64 * 1024, entry),
+                name,
+                self.limits.max_line_bytes,
+            ),
+            name: table.name.clone(),
+            what,
+            expected,
+            expected_rows: self.row_counts.get(name).copied(),
+            rows: 0,
+            stop: None,
+        })
+    }
+
+    /// Table `index` (in [`Self::table_names`] order) as a pull reader of rows, for callers
+    /// that yield to an event loop between batches; `read_before` is the bytes of the tables
+    /// read before it (the archive's total limit spans them all). Its checks as a whole come
+    /// with [`TableRows::finish`]; `None` past the last table.
+    pub fn table_rows(
+        &mut self,
+        index: usize,
+        read_before: u64,
+    ) -> Result<Option<TableRows<'_, 'a>>> {
+        let Some(table) = self.tables.get(index).cloned() else {
+            return Ok(None);
         };
-        let failure = match stop {
+        let remaining = self.limits.max_total_bytes.saturating_sub(read_before);
+        let cap = self.limits.max_entry_bytes.min(remaining);
+        self.open_table(&table, cap).map(Some)
+    }
+}
+
+/// One `data/<table>.jsonl` being read (see [`ArchiveData::table_rows`]).
+pub struct TableRows<'z, 'a> {
+    lines: Lines<BufReader<EntryReader<ZipEntry<'z, 'a>>>>,
+    name: String,
+    what: String,
+    expected: Option<FileEntry>,
+    expected_rows: Option<u64>,
+    rows: u64,
+    stop: Option<Stop>,
+}
+
+impl TableRows<'_, '_> {
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Up to `max` further rows; empty at the end of the file or at the first bad line (which
+    /// [`Self::finish`] reports).
+    pub fn next_rows(&mut self, max: usize) -> Vec<Row> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.next_line() {
+                Some(line) => out.extend(line.row),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The next line; `None` at the end of the file or when reading stopped.
+    fn next_line(&mut self) -> Option<Line<'_>> {
+        if self.stop.is_some() {
+            return None;
+        }
+        match self.lines.next_line() {
+            Ok(None) => None,
+            Ok(Some(line)) => {
+                if line.row.is_some() {
+                    self.rows += 1;
+                }
+                Some(line)
+            }
+            Err(stop) => {
+                self.stop = Some(stop);
+                None
+            }
+        }
+    }
+
+    /// Checks the table as a whole, after its last line: its sha256 (when the manifest lists
+    /// one), then any line that stopped the reading, then its row count.
+    pub fn finish(mut self) -> Result<TableSummary> {
+        let failure = match self.stop.take() {
             None => None,
-            Some(Stop::Io(e)) => Some(lines.reader_mut().get_mut().error_for(e)),
+            Some(Stop::Io(e)) => Some(self.lines.reader_mut().get_mut().error_for(e)),
             Some(Stop::Content(e)) => {
                 // Read on only to learn whether the file's hash matches (tampered or corrupt).
-                if expected.is_some() {
-                    let _ = io::copy(lines.reader_mut(), &mut io::sink());
+                if self.expected.is_some() {
+                    let _ = io::copy(self.lines.reader_mut(), &mut io::sink());
                 }
                 Some(e)
             }
         };
-        let entry = lines.into_inner().into_inner();
+        let entry = self.lines.into_inner().into_inner();
         let complete = entry.complete();
         let (bytes, sha256) = entry.finish();
         // A file hash that does not match is the strongest evidence: it wins over what else went
         // wrong, as long as every byte was read.
-        if let Some(exp) = &expected {
+        if let Some(exp) = &self.expected {
             if complete && (!exp.sha256.eq_ignore_ascii_case(&sha256) || exp.bytes != bytes) {
                 return Err(BackupError::ArchiveTampered(format!(
-                    "{what} does not match the sha256 in the manifest"
-                ))
-                .into());
+                    "{} does not match the sha256 in the manifest",
+                    self.what
+                )));
             }
         }
         if let Some(e) = failure {
-            return Err(e.into());
+            return Err(e);
         }
-        if let Some(&expected_rows) = self.row_counts.get(name) {
-            if expected_rows != rows {
+        if let Some(expected_rows) = self.expected_rows {
+            if expected_rows != self.rows {
                 return Err(BackupError::corrupt_at(
-                    name,
+                    &self.name,
                     None,
-                    format!("rowCounts says {expected_rows} rows, the file has {rows}"),
-                )
-                .into());
+                    format!(
+                        "rowCounts says {expected_rows} rows, the file has {}",
+                        self.rows
+                    ),
+                ));
             }
         }
-        on_progress(rows);
         Ok(TableSummary {
-            name: name.to_string(),
-            rows,
+            name: self.name,
+            rows: self.rows,
             bytes,
             sha256,
         })

@@ -374,51 +374,108 @@ impl<'p> BackupWriter<'p> {
     /// PBKDF2-HMAC-SHA256(passphrase, `params.salt`, `params.iterations`, 32 bytes).
     /// `params` must be fresh (see [`SealParams::random`]): reusing an IV with the same key breaks
     /// AES-GCM.
-    pub fn finish_sealed_with_key(mut self, key: &[u8; 32], params: SealParams) -> Result<Vec<u8>> {
-        seal::check_iterations(u64::from(params.iterations))?;
+    pub fn finish_sealed_with_key(self, key: &[u8; 32], params: SealParams) -> Result<Vec<u8>> {
+        let job = self.into_sealing()?;
+        let sha256: [u8; 32] = Sha256::digest(job.plaintext()).into();
+        let mut ciphertext = job.plaintext().to_vec();
+        job.report(Phase::Seal, 0);
+        seal::encrypt_in_place(key, &params.iv, &mut ciphertext)?;
+        job.finish(key, params, ciphertext, sha256)
+    }
+
+    /// Finishes the data for sealing elsewhere (e.g. by WebCrypto, off the page's main thread):
+    /// the returned job holds the plaintext of `data.sealed`; encrypt it with AES-256-GCM, hash
+    /// it with SHA-256 and pass the ciphertext ‖ tag and the hash to [`SealJob::finish`].
+    pub fn into_sealing(mut self) -> Result<SealJob<'p>> {
         let options = self.options;
         let readme = self.readme.take();
-        let (mut inner, mut manifest, mut progress) = self.finish_data()?;
-        let mut report = |phase, done, total| {
-            if let Some(f) = progress.as_mut() {
-                f(Progress { phase, done, total });
-            }
+        let (inner, manifest, progress) = self.finish_data()?;
+        let mut job = SealJob {
+            inner,
+            manifest,
+            options,
+            readme,
+            progress: std::cell::RefCell::new(progress),
         };
-        let total = inner.len() as u64;
-        report(Phase::Compress, total, total);
-        let plaintext_sha256 = hex::encode(Sha256::digest(&inner));
-        report(Phase::Seal, 0, total);
-        seal::encrypt_in_place(key, &params.iv, &mut inner)?;
-        report(Phase::Seal, total, total);
+        job.report(Phase::Compress, job.inner.len() as u64);
+        job.manifest.files = None;
+        Ok(job)
+    }
+}
+
+/// A finished archive waiting for its `data.sealed` to be encrypted (see
+/// [`BackupWriter::into_sealing`]).
+pub struct SealJob<'p> {
+    inner: Vec<u8>,
+    manifest: Manifest,
+    options: SimpleFileOptions,
+    readme: Option<String>,
+    progress: std::cell::RefCell<Option<ProgressFn<'p>>>,
+}
+
+impl SealJob<'_> {
+    /// What `data.sealed` encrypts: the inner ZIP of the data files.
+    pub fn plaintext(&self) -> &[u8] {
+        &self.inner
+    }
+
+    /// Reports `done` of the plaintext's bytes in `phase` to the writer's progress callback.
+    pub fn report(&self, phase: Phase, done: u64) {
+        if let Some(f) = self.progress.borrow_mut().as_mut() {
+            f(Progress {
+                phase,
+                done,
+                total: self.inner.len() as u64,
+            });
+        }
+    }
+
+    /// The archive, with `ciphertext` (AES-256-GCM of [`Self::plaintext`] under `key` and
+    /// `params.iv`, tag appended) as `data.sealed`, and `params` and `plaintext_sha256` (the
+    /// SHA-256 of [`Self::plaintext`]) in the manifest.
+    pub fn finish(
+        mut self,
+        key: &[u8; 32],
+        params: SealParams,
+        ciphertext: Vec<u8>,
+        plaintext_sha256: [u8; 32],
+    ) -> Result<Vec<u8>> {
+        seal::check_iterations(u64::from(params.iterations))?;
+        if ciphertext.len() != self.inner.len() + seal::TAG_LEN {
+            return Err(BackupError::InvalidInput(
+                "the ciphertext is not the plaintext's length plus a tag".into(),
+            ));
+        }
+        self.report(Phase::Seal, self.inner.len() as u64);
         // Per-file hashes of plaintext stay out of a sealed manifest (see `Manifest::files`).
-        manifest.files = None;
-        manifest.passphrase = Some(PassphraseInfo {
+        self.manifest.passphrase = Some(PassphraseInfo {
             kdf: KDF_PBKDF2_SHA256.into(),
             kdf_iterations: u64::from(params.iterations),
             kdf_salt_base64: seal::b64_encode(&params.salt),
             cipher: CIPHER_AES_GCM_256.into(),
             iv_base64: seal::b64_encode(&params.iv),
-            plaintext_sha256: Some(plaintext_sha256),
+            plaintext_sha256: Some(hex::encode(plaintext_sha256)),
             key_check: Some(seal::b64_encode(&seal::key_check(key))),
             extra: Map::new(),
         });
-        let manifest_bytes = manifest.to_json_bytes()?;
+        let manifest_bytes = self.manifest.to_json_bytes()?;
+        let options = self.options;
         let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
-            inner.len() + manifest_bytes.len() + 1024,
+            ciphertext.len() + manifest_bytes.len() + 1024,
         )));
         out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
         out.write_all(&manifest_bytes).map_err(io_err)?;
-        write_readme(&mut out, readme.as_deref(), options)?;
+        write_readme(&mut out, self.readme.as_deref(), options)?;
         out.start_file(
             SEALED_NAME,
             options
                 .compression_method(CompressionMethod::Stored)
                 .compression_level(None)
-                .large_file(inner.len() as u64 >= u64::from(u32::MAX)),
+                .large_file(ciphertext.len() as u64 >= u64::from(u32::MAX)),
         )
         .map_err(zip_err)?;
-        out.write_all(&inner).map_err(io_err)?;
-        drop(inner);
+        out.write_all(&ciphertext).map_err(io_err)?;
+        drop(ciphertext);
         Ok(out.finish().map_err(zip_err)?.into_inner())
     }
 }

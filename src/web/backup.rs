@@ -12,25 +12,41 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use std::future::Future;
+
+use futures::StreamExt;
+use std::pin::Pin;
+
+use zeroize::Zeroizing;
+
 use super::backup_types::{
     BackupInfo, ExportOptions, ImportOptions, ImportReport, PackOptions, TableReport,
 };
 use super::error::JsCodedError;
+use super::event_loop::{started, ticking, yield_now, Slicer};
 use super::idb_write::ChunkedRead;
 use super::json::{from_js, to_js};
 use super::store::{promise, ManaStore, StoreInner};
-use super::webcrypto::pbkdf2_sha256;
+use super::webcrypto::{aes_gcm_decrypt, aes_gcm_encrypt, pbkdf2_sha256, sha256};
 use crate::backup::{
-    self, BackupWriter, ManifestInfo, Phase, Progress, Scope, SealParams, DEFAULT_ITERATIONS,
+    self, ArchiveData, BackupWriter, ManifestInfo, Phase, Progress, Scope, SealParams,
+    DEFAULT_ITERATIONS,
 };
 use crate::error_code::ErrorCode;
 use crate::records::{self, PreparedWrite};
 
 /// Records read per step of an export.
-const EXPORT_CHUNK: u32 = 5000;
+const EXPORT_CHUNK: u32 = 1000;
+
+/// Records decrypted and packed per slice of an export.
+const EXPORT_SLICE: u32 = 250;
 
 /// Rows merged and put per step of an import (see `Commit`).
-const IMPORT_CHUNK: usize = 1000;
+const IMPORT_CHUNK: usize = 250;
+
+/// Rows parsed between two looks at the clock while an archive is read (a divisor of 1,000:
+/// progress comes every 1,000 rows).
+const PARSE_SLICE: usize = 250;
 
 #[wasm_bindgen]
 extern "C" {
@@ -63,19 +79,63 @@ fn archive_writer<'p>(
     Ok(writer)
 }
 
-/// Seals the archive under a passphrase (PBKDF2 by WebCrypto), or leaves it unsealed.
+type KeyResult = Result<Zeroizing<[u8; 32]>, JsCodedError>;
+
+/// A passphrase's key, derived by WebCrypto from the start of an export while the rows are
+/// read and packed (the derivation runs off the main thread).
+struct SealKey {
+    params: SealParams,
+    key: Pin<Box<dyn Future<Output = KeyResult>>>,
+}
+
+impl SealKey {
+    fn start(passphrase: Option<String>) -> Result<Option<SealKey>, JsCodedError> {
+        let Some(pass) = passphrase else {
+            return Ok(None);
+        };
+        let params = SealParams::random(DEFAULT_ITERATIONS)?;
+        let (salt, iterations) = (params.salt, params.iterations);
+        let key = started(async move { pbkdf2_sha256(&pass, &salt, iterations).await });
+        Ok(Some(SealKey {
+            params,
+            key: Box::pin(key),
+        }))
+    }
+}
+
+/// Seals the archive (AES-GCM by WebCrypto, off the main thread), or leaves it unsealed;
+/// progress keeps coming while WebCrypto works.
 async fn finish_archive(
     writer: BackupWriter<'_>,
-    passphrase: Option<String>,
+    seal: Option<SealKey>,
+    cb: &Option<js_sys::Function>,
 ) -> Result<Vec<u8>, JsCodedError> {
-    match passphrase {
-        None => Ok(writer.finish_unsealed()?),
-        Some(pass) => {
-            let params = SealParams::random(DEFAULT_ITERATIONS)?;
-            let key = pbkdf2_sha256(&pass, &params.salt, params.iterations).await?;
-            Ok(writer.finish_sealed_with_key(&key, params)?)
-        }
-    }
+    let Some(SealKey { params, key }) = seal else {
+        yield_now().await;
+        return Ok(writer.finish_unsealed()?);
+    };
+    yield_now().await;
+    let job = writer.into_sealing()?;
+    let key = derived(key, cb).await?;
+    job.report(Phase::Seal, 0);
+    let work = futures::future::try_join(
+        aes_gcm_encrypt(&key, &params.iv, job.plaintext()),
+        sha256(job.plaintext()),
+    );
+    let (ciphertext, hash) = ticking(work, || job.report(Phase::Seal, 0)).await?;
+    yield_now().await;
+    Ok(job.finish(&key, params, ciphertext, hash)?)
+}
+
+/// Awaits a key derivation, reporting the `derive` phase meanwhile.
+async fn derived(
+    key: impl Future<Output = Result<Zeroizing<[u8; 32]>, JsCodedError>>,
+    cb: &Option<js_sys::Function>,
+) -> Result<Zeroizing<[u8; 32]>, JsCodedError> {
+    report(cb, Phase::Derive, 0, 1);
+    let key = ticking(key, || report(cb, Phase::Derive, 0, 1)).await?;
+    report(cb, Phase::Derive, 1, 1);
+    Ok(key)
 }
 
 fn check_passphrase(passphrase: &Option<String>) -> Result<(), JsCodedError> {
@@ -116,6 +176,41 @@ fn iso_now() -> String {
     js_sys::Date::new_0().to_iso_string().into()
 }
 
+/// Every table's rows (everything checked before it returns), parsed a slice at a time.
+async fn read_tables(
+    data: &mut ArchiveData<'_>,
+    row_counts: &BTreeMap<String, u64>,
+    cb: &Option<js_sys::Function>,
+) -> Result<Vec<(String, Vec<backup::Row>)>, JsCodedError> {
+    let total: u64 = row_counts.values().sum();
+    let (mut done, mut bytes) = (0u64, 0u64);
+    let mut slice = Slicer::new();
+    let mut out = Vec::new();
+    for index in 0.. {
+        let Some(mut table) = data.table_rows(index, bytes)? else {
+            break;
+        };
+        let mut rows = Vec::new();
+        loop {
+            let batch = table.next_rows(PARSE_SLICE);
+            if batch.is_empty() {
+                break;
+            }
+            done += batch.len() as u64;
+            rows.extend(batch);
+            if done % 1000 == 0 {
+                report(cb, Phase::Parse, done, total.max(done));
+            }
+            slice.tick().await;
+        }
+        let summary = table.finish()?;
+        bytes += summary.bytes;
+        out.push((summary.name, rows));
+    }
+    report(cb, Phase::Parse, done, total.max(done));
+    Ok(out)
+}
+
 impl StoreInner {
     async fn export_backup(
         &self,
@@ -149,31 +244,41 @@ impl StoreInner {
         let mut info = ManifestInfo::new(&self.user_id.borrow(), &iso_now(), scope);
         info.schema_version = u64::from(self.config.schema_version);
         let mut writer = archive_writer(info, &opts.passphrase, 0, cb.clone())?;
+        let seal = SealKey::start(opts.passphrase)?;
+        let mut slice = Slicer::new();
         for (i, collection) in collections.iter().enumerate() {
             report(&cb, Phase::Read, i as u64, collections.len() as u64);
-            // Chunks pipeline: IndexedDB reads the next one while this one is decrypted and
-            // packed.
-            let mut read = ChunkedRead::begin(&self.raw()?, collection, EXPORT_CHUNK)?;
+            // IndexedDB reads ahead while the chunks are decrypted and packed, a slice at a
+            // time.
+            let mut chunks =
+                ChunkedRead::begin(&self.raw()?, collection, EXPORT_CHUNK)?.read_ahead();
             writer.begin_table(collection)?;
-            while let Some(chunk) = read.next().await? {
-                let rows: Vec<Value> = from_js(&chunk, ErrorCode::Internal)?;
-                // Decrypt first, then write: the writer calls the app's progress callback,
-                // which must be free to call back into the store (e.g. `lock()`).
-                let rows = {
-                    let vault = self.vault.borrow();
-                    rows.into_iter()
-                        .map(|row| {
-                            records::export_row(
-                                &self.registry,
-                                vault.cipher().ok(),
-                                collection,
-                                row,
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()?
-                };
-                for row in &rows {
-                    writer.write_row(row)?;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                let mut start = 0;
+                while start < chunk.length() {
+                    let end = chunk.length().min(start + EXPORT_SLICE);
+                    let rows: Vec<Value> = from_js(&chunk.slice(start, end), ErrorCode::Internal)?;
+                    start = end;
+                    // Decrypt first, then write: the writer calls the app's progress callback,
+                    // which must be free to call back into the store (e.g. `lock()`).
+                    let rows = {
+                        let vault = self.vault.borrow();
+                        rows.into_iter()
+                            .map(|row| {
+                                records::export_row(
+                                    &self.registry,
+                                    vault.cipher().ok(),
+                                    collection,
+                                    row,
+                                )
+                            })
+                            .collect::<Result<Vec<_>, _>>()?
+                    };
+                    for row in &rows {
+                        writer.write_row(row)?;
+                    }
+                    slice.tick().await;
                 }
             }
         }
@@ -183,7 +288,7 @@ impl StoreInner {
             collections.len() as u64,
             collections.len() as u64,
         );
-        finish_archive(writer, opts.passphrase).await
+        finish_archive(writer, seal, &cb).await
     }
 
     async fn import_backup(
@@ -203,11 +308,24 @@ impl StoreInner {
                     .as_deref()
                     .filter(|p| !p.is_empty())
                     .ok_or(backup::BackupError::PassphraseRequired)?;
-                let key = pbkdf2_sha256(pass, &params.salt, params.iterations).await?;
-                archive.unseal_with_key(&key, &mut progress)?
+                let key =
+                    derived(pbkdf2_sha256(pass, &params.salt, params.iterations), &cb).await?;
+                let ciphertext = archive.sealed_ciphertext(&key)?;
+                let total = ciphertext.len() as u64;
+                report(&cb, Phase::Unseal, 0, total);
+                let plain = ticking(aes_gcm_decrypt(&key, &params.iv, &ciphertext), || {
+                    report(&cb, Phase::Unseal, 0, total)
+                })
+                .await?
+                .ok_or_else(|| archive.tag_failure())?;
+                drop(ciphertext);
+                report(&cb, Phase::Unseal, total, total);
+                let hash = sha256(&plain).await?;
+                yield_now().await;
+                archive.data_from_plaintext(plain, hash, &mut progress)?
             }
         };
-        let tables = data.read_all(&mut progress)?;
+        let tables = read_tables(&mut data, &archive.manifest().row_counts, &cb).await?;
 
         // Migrations (app callbacks) run before the write transaction opens; the local records
         // are read inside it, so an edit made meanwhile is merged, never overwritten.
@@ -227,9 +345,30 @@ impl StoreInner {
         let total: u64 = known.iter().map(|(_, rows)| rows.len() as u64).sum();
         let mut done = 0u64;
         let stores: Vec<&str> = known.iter().map(|(t, _)| t.as_str()).collect();
+        // Ids with more than one row (a later row of an id merges onto the earlier row's
+        // result), found before the transaction opens (a slice at a time).
+        let mut slice = Slicer::new();
+        let mut repeated_by_table = Vec::with_capacity(known.len());
+        for (_, rows) in &known {
+            let mut seen = HashSet::with_capacity(rows.len());
+            let mut repeated = HashSet::new();
+            for (i, id) in rows
+                .iter()
+                .filter_map(|r| r.get("id")?.as_str())
+                .enumerate()
+            {
+                if !seen.insert(id) {
+                    repeated.insert(id.to_owned());
+                }
+                if i % PARSE_SLICE == 0 {
+                    slice.tick().await;
+                }
+            }
+            repeated_by_table.push(repeated);
+        }
         let _turn = self.write_turn().await;
         let mut commit = self.begin(&stores)?;
-        for (table, rows) in known {
+        for ((table, rows), repeated) in known.into_iter().zip(repeated_by_table) {
             if rows.is_empty() {
                 continue;
             }
@@ -238,14 +377,6 @@ impl StoreInner {
                 .await?
                 .into_iter()
                 .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
-                .collect();
-            // A later row of an id merges onto the earlier row's result.
-            let mut seen = HashSet::new();
-            let repeated: HashSet<String> = rows
-                .iter()
-                .filter_map(|r| r.get("id")?.as_str())
-                .filter(|id| !seen.insert(*id))
-                .map(str::to_owned)
                 .collect();
             let mut rows = rows.into_iter();
             loop {
@@ -279,6 +410,7 @@ impl StoreInner {
                 counts.imported += writes.len() as u64;
                 counts.skipped += n - writes.len() as u64;
                 commit.write(&table, writes)?;
+                commit.breathe(&table).await?;
                 done += n;
                 // Between chunks, with no store state borrowed: the callback may call back
                 // into the store: a `lock()` fails the next chunk that has encrypted personal
@@ -405,14 +537,19 @@ pub fn pack_backup(
             Scope::Full,
         );
         let total = tables.values().map(|rows| rows.len() as u64).sum();
-        let mut writer = archive_writer(info, &opts.passphrase, total, cb)?;
+        let mut writer = archive_writer(info, &opts.passphrase, total, cb.clone())?;
+        let seal = SealKey::start(opts.passphrase)?;
+        let mut slice = Slicer::new();
         for (table, rows) in &tables {
             writer.begin_table(table)?;
             for row in rows {
                 writer.write_row(row)?;
+                if slice.due() {
+                    slice.tick().await;
+                }
             }
         }
-        let bytes = finish_archive(writer, opts.passphrase).await?;
+        let bytes = finish_archive(writer, seal, &cb).await?;
         Ok(js_sys::Uint8Array::from(bytes.as_slice()))
     })
 }

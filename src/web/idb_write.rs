@@ -4,6 +4,7 @@
 //! chunks. Opening, upgrading and single reads are in `idb`.
 
 use crate::error_code::ErrorCode;
+use futures::channel::mpsc::UnboundedReceiver;
 use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -11,6 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use super::error::JsCodedError;
+use super::event_loop::Slicer;
 
 pub(super) fn dom_error(e: JsValue) -> JsCodedError {
     let name = js_sys::Reflect::get(&e, &"name".into())
@@ -69,6 +71,60 @@ impl InFlight {
     /// Whether IndexedDB has yet to store it (waiting for it then yields to the event loop).
     pub fn is_pending(&self) -> bool {
         self.req.ready_state() == web_sys::IdbRequestReadyState::Pending
+    }
+}
+
+/// Paces a long run of put chunks in one transaction. Every [`SLICE_MS`](super::event_loop::SLICE_MS) of main-thread work
+/// it waits for a chunk still being stored — the one before the latest when IndexedDB is not
+/// done with it, so that IndexedDB stays busy meanwhile. That ends the task (the page stays
+/// responsive) while the transaction stays active, since a request of it is pending.
+pub struct Pacer {
+    previous: Option<InFlight>,
+    latest: Option<InFlight>,
+    slice: Slicer,
+}
+
+impl Pacer {
+    pub fn new() -> Pacer {
+        Pacer {
+            previous: None,
+            latest: None,
+            slice: Slicer::new(),
+        }
+    }
+
+    /// Notes the last put of a chunk just issued.
+    pub fn issued(&mut self, chunk: Option<InFlight>) {
+        if chunk.is_some() {
+            self.previous = std::mem::replace(&mut self.latest, chunk);
+        }
+    }
+
+    /// Yields if this slice has used its time; with no put in flight, by a read of `store`.
+    pub async fn breathe(&mut self, tx: &WriteTx, store: &str) -> Result<(), JsCodedError> {
+        if !self.slice.due() {
+            return Ok(());
+        }
+        let wait = match self.previous.take() {
+            Some(p) if p.is_pending() => Some(p),
+            _ => self.latest.take(),
+        };
+        match wait {
+            Some(chunk) => tx.stored(chunk).await?,
+            None => {
+                tx.count_between(store, "", "").await?;
+            }
+        }
+        self.slice.restart();
+        Ok(())
+    }
+
+    /// Waits for the last chunk issued.
+    pub async fn drain(self, tx: &WriteTx) -> Result<(), JsCodedError> {
+        match self.latest {
+            Some(last) => tx.stored(last).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -312,6 +368,28 @@ impl ChunkedRead {
         let done = on_settled(&req);
         self.pending = Some((req, done));
         Ok(())
+    }
+
+    /// Reads every chunk in a task of its own, as fast as IndexedDB gives them, into the
+    /// returned channel: the consumer may then yield to the event loop between chunks (the
+    /// transaction would commit if no request were pending when it came back).
+    pub fn read_ahead(mut self) -> UnboundedReceiver<Result<Array, JsCodedError>> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                let next = self.next().await;
+                let end = !matches!(next, Ok(Some(_)));
+                if let Some(chunk) = next.transpose() {
+                    if tx.unbounded_send(chunk).is_err() {
+                        return;
+                    }
+                }
+                if end {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// The next chunk of records, or `None` after the last one. Call it again without awaiting

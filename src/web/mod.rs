@@ -4,6 +4,7 @@
 mod backup;
 mod backup_types;
 mod error;
+mod event_loop;
 mod hybrid_clock;
 mod idb;
 mod idb_write;

@@ -17,7 +17,7 @@ use web_sys::IdbDatabase;
 
 use super::error::{internal, JsCodedError};
 use super::idb::{self, META, PENDING};
-use super::idb_write::{dom_error, WriteTx};
+use super::idb_write::{dom_error, Pacer, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::listeners::Listeners;
 use super::query::ListQuery;
@@ -115,6 +115,7 @@ impl StoreInner {
             pending: Vec::new(),
             written: Vec::new(),
             created_at: js_sys::Date::now(),
+            pacer: Pacer::new(),
         })
     }
 
@@ -201,6 +202,7 @@ impl StoreInner {
                     .collect::<Result<Vec<_>, _>>()
             })?;
             commit.write(collection, writes)?;
+            commit.breathe(collection).await?;
             start = end;
         }
         self.finish(commit).await
@@ -320,13 +322,15 @@ impl StoreInner {
     }
 }
 
-/// Records per chunk of a `bulkPut`: small enough that IndexedDB starts storing early, big
-/// enough that the per-chunk JSON hand-over stays cheap.
-const PUT_CHUNK: u32 = 1000;
+/// Records per chunk of a `bulkPut`: small enough that each chunk is a short main-thread task
+/// (each waits for its reads) and IndexedDB starts storing early, big enough that the
+/// per-chunk JSON hand-over stays cheap.
+const PUT_CHUNK: u32 = 250;
 
 /// Changes per `_pendingChanges` row: big enough that a batch costs a handful of puts, small
-/// enough that no row becomes a multi-megabyte value (IndexedDB slows down sharply on those).
-const PENDING_ROW_CHANGES: usize = 2000;
+/// enough that no row becomes a multi-megabyte value (IndexedDB slows down sharply on those)
+/// and that encoding one stays a short task (rows of 2,000, 500 or 150 changes cost the same).
+const PENDING_ROW_CHANGES: usize = 500;
 
 /// A write transaction being filled (see [`StoreInner::begin`]). Records are put as soon as
 /// their chunk is prepared, so IndexedDB's backend already stores one chunk while the next is
@@ -337,6 +341,7 @@ pub(crate) struct Commit {
     pending: Vec<Change>,
     written: Vec<String>,
     created_at: f64,
+    pacer: Pacer,
 }
 
 impl Commit {
@@ -383,7 +388,8 @@ impl Commit {
         // One JSON.parse per chunk builds every JS object at once.
         let stored: js_sys::Array =
             parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
-        self.tx.put_all(collection, &stored)?;
+        self.pacer
+            .issued(self.tx.put_all_in_flight(collection, &stored)?);
         if !self.written.iter().any(|c| c == collection) {
             self.written.push(collection.to_string());
         }
@@ -394,6 +400,12 @@ impl Commit {
             }
         }
         Ok(())
+    }
+
+    /// Between chunks of a long write: gives the event loop its turn when this slice of
+    /// main-thread work is used up, keeping the transaction active (see [`Pacer`]).
+    pub async fn breathe(&mut self, collection: &str) -> JsResult<()> {
+        self.pacer.breathe(&self.tx, collection).await
     }
 
     /// One `_pendingChanges` row `{count, createdAt, changes}`, where `changes` is the JSON

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::error::{internal, JsCodedError};
 use super::idb::{META, PENDING, SYNC_META};
-use super::idb_write::{read_all_with_keys, InFlight, WriteTx};
+use super::idb_write::{read_all_with_keys, Pacer, WriteTx};
 use super::json::{from_js, parse, to_js};
 use super::store::{pending_changes, pending_row, read_existing, StoreInner};
 use crate::protocol::Conflict;
@@ -29,9 +29,6 @@ pub(crate) struct Applied {
 
 /// Records merged and handed to IndexedDB at once (a page is up to 1,000 records).
 const APPLY_CHUNK: usize = 250;
-/// Main-thread work between two yields to the event loop while a page is applied (the page
-/// stays responsive; no task near 100 ms).
-const SLICE_MS: f64 = 25.0;
 
 fn cursor_key(app: &str, collection: &str) -> String {
     format!("{app}/{collection}")
@@ -85,11 +82,9 @@ impl StoreInner {
             let keys: Vec<&str> = records.iter().map(|g| g.1).collect();
             let mut stored = read_existing(&tx, collection, &keys).await?.into_iter();
             let mut ids = Vec::new();
-            // Merged and put in chunks; IndexedDB stores while the next chunks are prepared.
-            // Every SLICE_MS the loop yields by waiting for a chunk still being stored — the one
-            // before when IndexedDB is not done with it, so that it stays busy meanwhile.
-            let mut in_flight: Option<InFlight> = None;
-            let mut slice_start = js_sys::Date::now();
+            // Merged and put in chunks; IndexedDB stores while the next chunks are prepared,
+            // and the pacer gives the event loop its turns.
+            let mut pacer = Pacer::new();
             for chunk in records.chunks(APPLY_CHUNK) {
                 let mut puts = Vec::with_capacity(chunk.len());
                 for (_, id, changes) in chunk {
@@ -103,23 +98,11 @@ impl StoreInner {
                 }
                 if !puts.is_empty() {
                     let array = parse(&serde_json::to_string(&puts).map_err(internal)?)?;
-                    let next = tx.put_all_in_flight(collection, &array.into())?;
-                    let previous = std::mem::replace(&mut in_flight, next);
-                    if js_sys::Date::now() - slice_start >= SLICE_MS {
-                        let wait = match previous {
-                            Some(p) if p.is_pending() => Some(p),
-                            _ => in_flight.take(),
-                        };
-                        if let Some(chunk) = wait {
-                            tx.stored(chunk).await?;
-                        }
-                        slice_start = js_sys::Date::now();
-                    }
+                    pacer.issued(tx.put_all_in_flight(collection, &array.into())?);
                 }
+                pacer.breathe(&tx, collection).await?;
             }
-            if let Some(last) = in_flight {
-                tx.stored(last).await?;
-            }
+            pacer.drain(&tx).await?;
             if !ids.is_empty() {
                 changed.push((collection.to_owned(), ids));
             }

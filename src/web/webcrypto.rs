@@ -70,3 +70,86 @@ pub async fn pbkdf2_sha256(
     bits.fill(0, 0, 32);
     Ok(key)
 }
+
+/// An AES-256-GCM key for WebCrypto, from raw bytes.
+async fn aes_key(key: &[u8; 32], usage: &str) -> Result<JsValue, JsCodedError> {
+    let raw = Uint8Array::from(&key[..]);
+    let usages = js_sys::Array::of1(&usage.into());
+    let key = JsFuture::from(
+        subtle()?
+            .import_key_with_str("raw", &raw, "AES-GCM", false, &usages)
+            .map_err(js_err)?,
+    )
+    .await
+    .map_err(js_err);
+    raw.fill(0, 0, 32);
+    key
+}
+
+fn gcm_params(iv: &[u8]) -> Result<Object, JsCodedError> {
+    let params = Object::new();
+    Reflect::set(&params, &"name".into(), &"AES-GCM".into()).map_err(js_err)?;
+    Reflect::set(&params, &"iv".into(), &Uint8Array::from(iv).into()).map_err(js_err)?;
+    Ok(params)
+}
+
+/// AES-256-GCM by WebCrypto (off the main thread), no associated data: ciphertext ‖ 16-byte
+/// tag, the same bytes as `backup::seal::encrypt_in_place`.
+pub async fn aes_gcm_encrypt(
+    key: &[u8; 32],
+    iv: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, JsCodedError> {
+    let key = aes_key(key, "encrypt").await?;
+    let out = JsFuture::from(
+        subtle()?
+            .encrypt_with_object_and_u8_array(&gcm_params(iv)?, &key.unchecked_into(), plaintext)
+            .map_err(js_err)?,
+    )
+    .await
+    .map_err(js_err)?;
+    Ok(Uint8Array::new(&out).to_vec())
+}
+
+/// The inverse of [`aes_gcm_encrypt`]; `Ok(None)` when the tag does not verify.
+pub async fn aes_gcm_decrypt(
+    key: &[u8; 32],
+    iv: &[u8],
+    ciphertext: &[u8],
+) -> Result<Option<Vec<u8>>, JsCodedError> {
+    let key = aes_key(key, "decrypt").await?;
+    let out = JsFuture::from(
+        subtle()?
+            .decrypt_with_object_and_u8_array(&gcm_params(iv)?, &key.unchecked_into(), ciphertext)
+            .map_err(js_err)?,
+    )
+    .await;
+    // WebCrypto rejects a tag that does not verify with an `OperationError`.
+    match out {
+        Ok(out) => Ok(Some(Uint8Array::new(&out).to_vec())),
+        Err(e)
+            if Reflect::get(&e, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .as_deref()
+                == Some("OperationError") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(js_err(e)),
+    }
+}
+
+/// SHA-256 by WebCrypto (off the main thread).
+pub async fn sha256(bytes: &[u8]) -> Result<[u8; 32], JsCodedError> {
+    let out = JsFuture::from(
+        subtle()?
+            .digest_with_str_and_u8_array("SHA-256", bytes)
+            .map_err(js_err)?,
+    )
+    .await
+    .map_err(js_err)?;
+    let mut hash = [0u8; 32];
+    Uint8Array::new(&out).copy_to(&mut hash);
+    Ok(hash)
+}

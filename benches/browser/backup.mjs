@@ -1,0 +1,157 @@
+// Backups and bulkPut at IndexedDB's own speed, and the page kept responsive (printed, never
+// asserted). In one page, per round, on the same 100,000 records:
+// - a sealed export ÷ (raw `getAll` of the stored records + WebCrypto PBKDF2 of 600,000 iterations);
+// - an import ÷ raw `put` of the same stored records in one transaction;
+// - the longest main-thread task (PerformanceObserver "longtask", i.e. > 50 ms) during the
+//   export, the import and a 10k `bulkPut`, and the longest gap between progress callbacks.
+import init, { ManaStore } from "../../pkg/mana_sync.js";
+
+const params = new URLSearchParams(location.search);
+const RUNS = Number(params.get("runs") ?? 3);
+const N = Number(params.get("rows") ?? 100_000);
+const PASS = "bench passphrase";
+const APPS = { bench: { collections: { notes: { indexes: ["updatedAt"], encrypted: ["title", "content"] } } } };
+
+const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+const deleteDb = (name) => new Promise((res) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = r.onerror = r.onblocked = () => res(); });
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function rows(n, from = 0) {
+  // ~200 bytes of JSON each, as the backup issue's anchor.
+  return Array.from({ length: n }, (_, j) => {
+    const i = from + j;
+    return {
+      id: `row-${String(i).padStart(7, "0")}`,
+      title: `Backup row ${i} with a short title`,
+      content: `Body of row ${i}: the quick brown fox jumps over the lazy dog.`,
+      updatedAt: 1_700_000_000_000 + i,
+      tags: ["a", "b"],
+    };
+  });
+}
+
+/** Runs `fn` while watching long tasks; returns its time, the longest task and its result. */
+const DEBUG = params.has("debug");
+const trace = [];
+async function watched(fn, label = "") {
+  let longest = 0;
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) {
+      longest = Math.max(longest, e.duration);
+      if (DEBUG && e.duration > 100) trace.push({ label, longtask: Math.round(e.startTime), ms: Math.round(e.duration) });
+    }
+  });
+  obs.observe({ type: "longtask" });
+  const t0 = performance.now();
+  const value = await fn();
+  const ms = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 50)); // let the observer deliver
+  obs.disconnect();
+  return { ms, longest, value };
+}
+
+/** An onProgress that remembers the longest gap between calls (from the start to the end). */
+function progressGaps() {
+  const g = { last: performance.now(), max: 0, calls: 0 };
+  g.fn = (phase, done) => { if (DEBUG) trace.push({ t: Math.round(performance.now()), phase, done }); const now = performance.now(); g.max = Math.max(g.max, now - g.last); g.last = now; g.calls++; };
+  g.end = () => { g.max = Math.max(g.max, performance.now() - g.last); return g.max; };
+  return g;
+}
+
+async function openStore(name) {
+  const s = await ManaStore.open({ name, userId: "bench", apps: APPS });
+  await s.unlock(new Uint8Array(32).fill(7));
+  return s;
+}
+
+async function rawGetAllAndPbkdf2(dbName) {
+  const t0 = performance.now();
+  const db = await req(indexedDB.open(dbName));
+  const stored = await req(db.transaction("notes").objectStore("notes").getAll());
+  db.close();
+  const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(PASS), "PBKDF2", false, ["deriveBits"]);
+  await crypto.subtle.deriveBits({ name: "PBKDF2", hash: "SHA-256", salt: crypto.getRandomValues(new Uint8Array(16)), iterations: 600_000 }, base, 256);
+  return { ms: performance.now() - t0, stored };
+}
+
+async function rawPut(stored) {
+  const name = `backup-bench-raw-${Math.random()}`;
+  const open = indexedDB.open(name, 1);
+  open.onupgradeneeded = () => open.result.createObjectStore("notes", { keyPath: "id" }).createIndex("updatedAt", "updatedAt");
+  const db = await req(open);
+  const t0 = performance.now();
+  const tx = db.transaction("notes", "readwrite");
+  const os = tx.objectStore("notes");
+  for (const r of stored) os.put(r);
+  await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
+  const ms = performance.now() - t0;
+  db.close();
+  await deleteDb(name);
+  return ms;
+}
+
+async function round(r) {
+  const srcName = `backup-bench-src-${r}-${Math.random()}`;
+  const dstName = `backup-bench-dst-${r}-${Math.random()}`;
+  const src = await openStore(srcName);
+  const bulk = await watched(() => src.bulkPut("notes", rows(10_000)), "bulkPut");
+  for (let i = 10_000; i < N; i += 10_000) await src.bulkPut("notes", rows(Math.min(10_000, N - i), i));
+
+  const exportGaps = progressGaps();
+  const exp = await watched(() => src.exportBackup({ passphrase: PASS, onProgress: exportGaps.fn }), "export");
+  const exportGap = exportGaps.end();
+  const rawRead = await rawGetAllAndPbkdf2(srcName);
+  const rawPutMs = await rawPut(rawRead.stored);
+
+  const dst = await openStore(dstName);
+  const importGaps = progressGaps();
+  const imp = await watched(() => dst.importBackup(exp.value, { passphrase: PASS, onProgress: importGaps.fn }), "import");
+  const importGap = importGaps.end();
+  if (imp.value.imported !== N) throw new Error(`imported ${imp.value.imported} of ${N}`);
+  await src.close(); await dst.close();
+  await deleteDb(srcName); await deleteDb(dstName);
+  return {
+    bulkMs: bulk.ms, bulkLongest: bulk.longest,
+    exportMs: exp.ms, exportLongest: exp.longest, exportGap, exportCalls: exportGaps.calls,
+    rawReadMs: rawRead.ms,
+    importMs: imp.ms, importLongest: imp.longest, importGap, importCalls: importGaps.calls,
+    rawPutMs, archiveBytes: exp.value.length,
+  };
+}
+
+async function main() {
+  await init();
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) runs.push(await round(r));
+  const m = (k) => Math.round(median(runs.map((x) => x[k])));
+  const each = (k, d = 0) => runs.map((x) => +x[k].toFixed(d));
+  const results = {
+    rows: N, archiveBytes: runs[0].archiveBytes,
+    "sealed export (ms)": { median: m("exportMs"), runs: each("exportMs") },
+    "raw getAll + WebCrypto PBKDF2 600k (ms)": { median: m("rawReadMs"), runs: each("rawReadMs") },
+    "export ÷ raw, per run": runs.map((x) => +(x.exportMs / x.rawReadMs).toFixed(2)),
+    "import (ms)": { median: m("importMs"), runs: each("importMs") },
+    "raw put of the stored records, one transaction (ms)": { median: m("rawPutMs"), runs: each("rawPutMs") },
+    "import ÷ raw, per run": runs.map((x) => +(x.importMs / x.rawPutMs).toFixed(2)),
+    "longest task (ms)": { export: each("exportLongest"), import: each("importLongest"), bulkPut10k: each("bulkLongest") },
+    "longest gap between progress calls (ms)": { export: each("exportGap"), import: each("importGap") },
+    "progress calls": { export: each("exportCalls"), import: each("importCalls") },
+    "bulkPut 10k (ms)": { median: m("bulkMs"), runs: each("bulkMs") },
+  };
+  if (DEBUG) {
+    // Each long task with the progress reports around it.
+    const progress = trace.filter((e) => e.phase !== undefined);
+    results.longTasks = trace.filter((e) => e.longtask !== undefined).map((l) => ({
+      ...l,
+      before: progress.filter((p) => p.t <= l.longtask).at(-1),
+      after: progress.find((p) => p.t >= l.longtask + l.ms),
+    }));
+  }
+  document.getElementById("out").textContent = JSON.stringify(results, null, 2);
+  window.__benchResults = results;
+}
+
+main().catch((e) => {
+  document.getElementById("out").textContent = `error: ${e.code ?? ""} ${e.message}`;
+  window.__benchResults = { error: String(e.message) };
+});

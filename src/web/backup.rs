@@ -544,9 +544,7 @@ pub fn pack_backup(
             writer.begin_table(table)?;
             for row in rows {
                 writer.write_row(row)?;
-                if slice.due() {
-                    slice.tick().await;
-                }
+                slice.tick().await;
             }
         }
         let bytes = finish_archive(writer, seal, &cb).await?;

@@ -284,6 +284,37 @@ fn a_writer_for_sealing_skips_file_hashes_and_gives_the_same_sealed_archive() {
     );
 }
 
+/// The split path the browser's export takes (seal by WebCrypto): a job sealed by hand gives the
+/// very archive `finish_sealed_with_key` gives, and a ciphertext of the wrong length is refused.
+#[test]
+fn a_seal_job_sealed_elsewhere_gives_the_same_archive_and_refuses_a_wrong_length() {
+    use sha2::{Digest, Sha256};
+    let tables = sample_tables();
+    let (params, key) = fixed_seal();
+    let sealed_elsewhere = |cut: usize| {
+        let job = write(&tables).into_sealing().unwrap();
+        let sha256: [u8; 32] = Sha256::digest(job.plaintext()).into();
+        let mut ciphertext = job.plaintext().to_vec();
+        backup::seal::encrypt_in_place(&key, &params.iv, &mut ciphertext).unwrap();
+        ciphertext.truncate(ciphertext.len() - cut);
+        job.finish(&key, params, ciphertext, sha256)
+    };
+    assert_eq!(
+        sealed_elsewhere(0).unwrap(),
+        write(&tables).finish_sealed_with_key(&key, params).unwrap()
+    );
+    for cut in [1, 16] {
+        assert_eq!(sealed_elsewhere(cut).unwrap_err().code(), "invalid_input");
+    }
+    let job = write(&tables).into_sealing().unwrap();
+    let plain = job.plaintext().to_vec();
+    assert_eq!(
+        job.finish(&key, params, plain, [0; 32]).unwrap_err().code(),
+        "invalid_input",
+        "a ciphertext without its tag"
+    );
+}
+
 /// What a reader that knows only the original fields does, written against the raw crates.
 #[test]
 fn our_archives_open_with_only_the_original_fields() {

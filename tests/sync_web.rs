@@ -675,6 +675,25 @@ async fn bad_sync_options_and_sign_ins_get_coded_errors_and_change_nothing() {
         sync_code(json!({"url": sync_url(), "apps": ["nope"]}), t()),
         "invalid_options"
     );
+    assert_eq!(
+        sync_code(json!({"url": sync_url(), "apps": "notes"}), t()),
+        "invalid_options",
+        "apps is a list"
+    );
+    assert_eq!(
+        sync_code(json!({"url": sync_url(), "live": "yes"}), t()),
+        "invalid_options",
+        "live is a boolean"
+    );
+    assert_eq!(sync_code(json!({"url": 7}), t()), "invalid_options");
+    let err = a
+        .sync(JsValue::UNDEFINED)
+        .err()
+        .expect("no options refused");
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"code".into()).unwrap(),
+        "invalid_options"
+    );
     let sa = sync_of(&a, "x", false);
     let err = sa.on("bogus".into(), token_fn("x")).err().unwrap();
     assert_eq!(

@@ -26,8 +26,8 @@ use crate::sync::{
 /// A request that got no answer in this long counts as a network failure.
 const REQUEST_TIMEOUT_MS: i32 = 30_000;
 
-/// What `store.sync(options)` was given.
-pub(crate) struct SyncOptions {
+/// What `store.sync(options)` was given, resolved (every app's collections, `live` defaulted).
+pub(crate) struct SyncConfig {
     pub url: String,
     pub token: js_sys::Function,
     pub apps: BTreeMap<String, Vec<String>>,
@@ -77,7 +77,7 @@ impl Driver {
     /// A driver whose engine starts from the stored cursors; runs nothing until fed.
     pub fn new(
         store: Rc<StoreInner>,
-        options: &SyncOptions,
+        options: &SyncConfig,
         report: Report,
     ) -> Result<Rc<Driver>, JsCodedError> {
         let seed: [u8; 8] = RandomPool::default().array()?;

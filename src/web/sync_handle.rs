@@ -9,26 +9,35 @@ use wasm_bindgen::JsCast;
 
 use super::error::JsCodedError;
 use super::store::{ManaStore, StoreInner};
-use super::sync::SyncOptions;
+use super::sync::SyncConfig;
 use super::tab_sync::TabSync;
 use crate::sync::lease::LeaseInput;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_SYNC: &'static str = r#"
-export interface SyncOptions {
-  /** Base URL of mana-sync-server, e.g. `https://sync.example.com`. */
-  url: string;
-  /** The user's bearer token, or `null` when signed out (status `local`). Called again with
-   * `refresh = true` after the server refused the last one. */
-  token: (refresh?: boolean) => Promise<string | null> | string | null;
-  /** Apps to sync (default: every app of the store). */
-  apps?: string[];
-  /** Keep a WebSocket open for live updates (default true). */
-  live?: boolean;
-}
 /** A field this device wrote that a newer remote write overwrote; values decrypted. */
 export interface SyncConflict extends Conflict {}
 "#;
+
+/// `store.sync(options)`'s options, as declared in the `.d.ts` and parsed (`token` is read by
+/// hand: a function does not survive `JSON.stringify`).
+#[derive(serde::Deserialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+struct SyncOptions {
+    /// Base URL of mana-sync-server, e.g. `https://sync.example.com`.
+    url: String,
+    /// The user's bearer token, or `null` when signed out (status `local`). Called again with
+    /// `refresh = true` after the server refused the last one.
+    #[tsify(type = "(refresh?: boolean) => Promise<string | null> | string | null")]
+    #[allow(dead_code)]
+    token: Option<serde::de::IgnoredAny>,
+    /// Apps to sync (default: every app of the store).
+    #[tsify(optional)]
+    apps: Option<Vec<String>>,
+    /// Keep a WebSocket open for live updates (default true).
+    #[tsify(optional)]
+    live: Option<bool>,
+}
 
 fn invalid(message: impl Into<String>) -> JsCodedError {
     JsCodedError::new(ErrorCode::InvalidOptions, message)
@@ -41,17 +50,21 @@ pub(crate) struct SyncChange {
     pub ids: Vec<String>,
 }
 
-/// Reads `store.sync(options)`: `token` is a function, so it is read by hand, not as JSON.
+/// Reads `store.sync(options)`.
 pub(crate) fn parse_options(
     store: &StoreInner,
     options: &JsValue,
-) -> Result<SyncOptions, JsCodedError> {
-    let get = |k: &str| js_sys::Reflect::get(options, &k.into()).unwrap_or(JsValue::UNDEFINED);
-    let url = get("url")
-        .as_string()
+) -> Result<SyncConfig, JsCodedError> {
+    if !options.is_object() {
+        return Err(invalid("sync: options must be an object { url, token }"));
+    }
+    let init: SyncOptions = super::json::from_js(options, ErrorCode::InvalidOptions)
+        .map_err(|e| invalid(format!("sync: {}", e.message)))?;
+    let url = Some(init.url)
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .ok_or_else(|| invalid("sync: url must be an http(s) URL"))?;
-    let token: js_sys::Function = get("token")
+    let token: js_sys::Function = js_sys::Reflect::get(options, &"token".into())
+        .unwrap_or(JsValue::UNDEFINED)
         .dyn_into()
         .map_err(|_| invalid("sync: token must be a function returning the bearer token"))?;
     let all: BTreeMap<String, Vec<String>> = store
@@ -60,26 +73,24 @@ pub(crate) fn parse_options(
         .iter()
         .map(|(app, cfg)| (app.clone(), cfg.collections.keys().cloned().collect()))
         .collect();
-    let apps_value = get("apps");
-    let apps = if apps_value.is_undefined() || apps_value.is_null() {
-        all
-    } else {
-        let names: Vec<String> = super::json::from_js(&apps_value, ErrorCode::InvalidOptions)?;
-        let mut chosen = BTreeMap::new();
-        for name in names {
-            let collections = all
-                .get(&name)
-                .ok_or_else(|| invalid(format!("sync: unknown app {name:?}")))?;
-            chosen.insert(name, collections.clone());
+    let apps = match init.apps {
+        None => all,
+        Some(names) => {
+            let mut chosen = BTreeMap::new();
+            for name in names {
+                let collections = all
+                    .get(&name)
+                    .ok_or_else(|| invalid(format!("sync: unknown app {name:?}")))?;
+                chosen.insert(name, collections.clone());
+            }
+            chosen
         }
-        chosen
     };
-    let live = get("live").as_bool().unwrap_or(true);
-    Ok(SyncOptions {
+    Ok(SyncConfig {
         url,
         token,
         apps,
-        live,
+        live: init.live.unwrap_or(true),
     })
 }
 
@@ -92,7 +103,7 @@ pub struct ManaSync {
 impl ManaSync {
     pub(crate) fn new(
         store: Rc<StoreInner>,
-        options: SyncOptions,
+        options: SyncConfig,
     ) -> Result<ManaSync, JsCodedError> {
         Ok(ManaSync {
             tab: TabSync::new(store, options)?,

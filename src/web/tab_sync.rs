@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use super::error::{js_error, JsCodedError};
 use super::json::to_js;
 use super::store::StoreInner;
-use super::sync::{Driver, SyncOptions};
+use super::sync::{Driver, SyncConfig};
 use super::tabs::TabChannel;
 use super::web_lock::WebLock;
 use crate::crypto::RandomPool;
@@ -57,7 +57,7 @@ impl Events {
 pub(crate) struct TabSync {
     me: Weak<TabSync>,
     store: Rc<StoreInner>,
-    options: SyncOptions,
+    options: SyncConfig,
     lease: RefCell<Lease>,
     /// Inputs that arrive while one is handled (callbacks re-enter): handled in order after it.
     inbox: RefCell<VecDeque<LeaseInput>>,
@@ -72,7 +72,7 @@ pub(crate) struct TabSync {
 }
 
 impl TabSync {
-    pub fn new(store: Rc<StoreInner>, options: SyncOptions) -> Result<Rc<TabSync>, JsCodedError> {
+    pub fn new(store: Rc<StoreInner>, options: SyncConfig) -> Result<Rc<TabSync>, JsCodedError> {
         let tab = u64::from_le_bytes(RandomPool::default().array()?);
         let name = format!("mana-sync:{}:sync", store.config.name);
         let sync = Rc::new_cyclic(|me: &Weak<TabSync>| {

@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ws::Ws;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use mana_sync_server::store::LoggedChange;
@@ -94,33 +95,13 @@ async fn commit_elsewhere(b: &Node, table: &str, id: &str, at: u64) -> i64 {
     c.seq.as_deref().unwrap().parse().unwrap()
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_ws(base: &str, user: &str) -> Ws {
     let url = format!("{}/ws", base.replacen("http://", "ws://", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.send(Message::text(
-        json!({"type": "auth", "token": token(user, 3600), "clientId": "ws"}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_frame(&mut ws).await.unwrap()["type"], "auth-ok");
-    ws
+    common::ws::open_ws(&url, &token(user, 3600), "ws").await
 }
 
 async fn next_frame(ws: &mut Ws) -> Option<Value> {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).ok();
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
+    common::ws::next_json(ws, Duration::from_secs(5)).await
 }
 
 fn announced(table: &str) -> Option<Value> {

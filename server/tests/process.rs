@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -12,42 +11,13 @@ use std::time::Duration;
 use common::{event_id, hlc, SseReader};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mana-sync-server");
-
 fn command(db: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("RUST_LOG", "warn")
-        .env_remove("MANA_JWT_SECRET")
-        .env_remove("MANA_JWKS_URL")
-        .env_remove("MANA_AUTH_URL")
-        .env_remove("MAX_BODY_BYTES")
-        .env_remove("MAX_SCHEMA_VERSION")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    cmd
+    common::bin::server_command(&format!("sqlite://{}", db.display()))
 }
 
 /// Starts the binary with `--dev` and returns it with its base URL (read from stdout).
 fn start(db: &Path) -> (Child, String) {
-    let mut child = command(db).arg("--dev").spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server printed its address");
-    (child, url)
+    common::bin::spawn_listening(command(db).arg("--dev"))
 }
 
 async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> String {

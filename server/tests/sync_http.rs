@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::ws::Ws;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use mana_sync::merge::RecordState;
@@ -524,35 +525,12 @@ async fn open_sse(s: &TestServer, query: &str, token: &str) -> SseReader {
     SseReader::new(resp)
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_ws(s: &TestServer, path: &str, token: &str, client_id: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url(path))
-        .await
-        .unwrap();
-    ws.send(Message::text(
-        json!({"type": "auth", "token": token, "clientId": client_id}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let ok = next_json(&mut ws).await.expect("auth answer");
-    assert_eq!(ok["type"], "auth-ok", "{ok}");
-    ws
+    common::ws::open_ws(&s.ws_url(path), token, client_id).await
 }
 
 async fn next_json(ws: &mut Ws) -> Option<Value> {
-    tokio::time::timeout(SECOND, async {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).ok();
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
+    common::ws::next_json(ws, SECOND).await
 }
 
 #[tokio::test]

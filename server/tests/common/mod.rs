@@ -2,7 +2,9 @@
 //! database (SQLite, or PostgreSQL with `MANA_TEST_DATABASE_URL`: see pg.rs), HS256 tokens, and a small sync client.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod pg;
+pub mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -40,3 +40,12 @@ pub fn with_database(url: &str, db: &str) -> String {
         None => format!("{prefix}/{db}"),
     }
 }
+
+/// [`fresh_database`], saying on stderr that `test` is skipped when there is no PostgreSQL.
+pub async fn fresh_database_or_skip(test: &str) -> Option<String> {
+    let url = fresh_database().await;
+    if url.is_none() {
+        eprintln!("{test}: skipped, no MANA_TEST_DATABASE_URL (run under scripts/ci/pg.sh)");
+    }
+    url
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (printed, never asserted): the in-browser store and layout pages and the wasm
-# envelope bench in headless Chromium, then the native ones, and last the size of the release
-# package's wasm (raw and gzip -9). Numbers go into BENCHMARKS.md by hand, with the machine's load.
+# envelope bench in headless Chromium, then the native ones (the push bench on SQLite and
+# PostgreSQL), and last the size of the release package's wasm (raw and gzip -9). Numbers go into BENCHMARKS.md by hand, with the machine's load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/ci/build-pkg.sh --release
@@ -22,5 +22,7 @@ kill $server
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo bench --target wasm32-unknown-unknown --bench envelope_web
 cargo bench --bench backup
-cargo bench -p mana-sync-server --bench push
+# The push bench on SQLite and on a throw-away PostgreSQL (pg.sh), with PostgreSQL's default
+# durability (fsync on: the SQLite side commits with synchronous=FULL).
+PG_FSYNC=on bash scripts/ci/pg.sh cargo bench -p mana-sync-server --bench push
 echo "bench: $wasm_size"

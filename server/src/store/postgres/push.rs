@@ -25,21 +25,24 @@ pub(super) struct PgPushTx {
     head: i64,
     /// What was appended, for the notification.
     notify: Vec<listen::Announced>,
+    /// Whether the notification went out already (with the state rows, saving a round trip).
+    notified: bool,
 }
 
 pub(super) async fn begin(store: &PgStore, scope: PushScope) -> Result<PgPushTx, StoreError> {
-    let tx = ViewerTx::begin(store, &scope.viewer, "BEGIN").await?;
-    let head: i64 = tx
-        .client()
-        .query_one("SELECT seq FROM log_head FOR UPDATE", &[])
-        .await
-        .map_err(db)?
-        .get(0);
+    let (tx, row) = ViewerTx::begin_then(
+        store,
+        &scope.viewer,
+        "BEGIN",
+        "SELECT seq FROM log_head FOR UPDATE",
+    )
+    .await?;
     Ok(PgPushTx {
         tx,
         scope,
-        head,
+        head: row.get(0),
         notify: Vec::new(),
+        notified: false,
     })
 }
 
@@ -66,13 +69,17 @@ impl PushTx for PgPushTx {
             .iter()
             .map(|(t, i)| (t.as_str(), i.as_str()))
             .unzip();
-        // The viewer's own (and their spaces') records, whole, through the policies…
+        // The viewer's own (and their spaces') records, whole, through the policies… (One
+        // unique-index probe per key: as a plain join, a table without statistics yet — a new
+        // deployment's — got a hash join over all of the app's records.)
         let visible = c
             .prepare_cached(
                 "SELECT r.tbl, r.record_id, r.author, r.space_id, r.state, r.updated_at,
                         r.schema_version
                  FROM unnest($2::text[], $3::text[]) AS k(tbl, id)
-                 JOIN records r ON r.app_id = $1 AND r.tbl = k.tbl AND r.record_id = k.id",
+                 CROSS JOIN LATERAL (
+                   SELECT * FROM records r
+                   WHERE r.app_id = $1 AND r.tbl = k.tbl AND r.record_id = k.id LIMIT 1) r",
             )
             .await
             .map_err(db)?;
@@ -271,7 +278,9 @@ impl PushTx for PgPushTx {
         };
         let (n, o) = (cols(&new)?, cols(&old)?);
         let app = &self.scope.app_id;
-        let (inserted, updated) = tokio::try_join!(
+        // The announcement goes out with the rows (it is delivered at commit anyway).
+        let notify = self.notification(c).await?;
+        let (inserted, updated, ()) = tokio::try_join!(
             async {
                 if n.tbl.is_empty() {
                     return Ok(0);
@@ -310,8 +319,10 @@ impl PushTx for PgPushTx {
                 )
                 .await
             },
+            notify,
         )
         .map_err(db)?;
+        self.notified = true;
         if inserted + updated != records.len() as u64 {
             return Err(StoreError::Internal(format!(
                 "wrote {} of {} records",
@@ -324,20 +335,43 @@ impl PushTx for PgPushTx {
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let this = *self;
-        if !this.notify.is_empty() {
-            let c = this.tx.client();
-            let stmt = c
-                .prepare_cached("SELECT pg_notify($1, $2)")
+        if !this.notified {
+            this.notification(this.tx.client())
+                .await?
                 .await
                 .map_err(db)?;
-            for payload in listen::payloads(&this.scope.app_id, &this.scope.client_id, &this.notify)
-            {
-                c.execute(&stmt, &[&listen::NOTIFY_CHANNEL, &payload])
-                    .await
-                    .map_err(db)?;
-            }
         }
         this.tx.commit().await
+    }
+}
+
+impl PgPushTx {
+    /// The `pg_notify` calls announcing what was appended (none if nothing was), ready to be
+    /// pipelined with other statements of the transaction.
+    async fn notification<'a>(
+        &'a self,
+        c: &'a deadpool_postgres::ClientWrapper,
+    ) -> Result<
+        impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a,
+        StoreError,
+    > {
+        let payloads = if self.notify.is_empty() {
+            Vec::new()
+        } else {
+            listen::payloads(&self.scope.app_id, &self.scope.client_id, &self.notify)
+        };
+        let stmt = c
+            .prepare_cached("SELECT pg_notify($1, $2)")
+            .await
+            .map_err(db)?;
+        Ok(async move {
+            let sends = payloads.iter().map(|payload| {
+                let params: [&(dyn ToSql + Sync); 2] = [&listen::NOTIFY_CHANNEL, payload];
+                let stmt = &stmt;
+                async move { c.execute(stmt, &params).await }
+            });
+            futures_util::future::try_join_all(sends).await.map(drop)
+        })
     }
 }
 

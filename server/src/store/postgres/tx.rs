@@ -1,6 +1,7 @@
 //! [`ViewerTx`]: a request's one transaction, with the viewer's row-level security settings.
 
 use deadpool_postgres::Object;
+use tokio_postgres::Row;
 
 use super::{db, space_ids_setting, PgStore};
 use crate::store::{StoreError, Viewer};
@@ -28,6 +29,29 @@ impl ViewerTx {
         viewer: &Viewer,
         begin: &'static str,
     ) -> Result<ViewerTx, StoreError> {
+        Ok(Self::open(store, viewer, begin, None).await?.0)
+    }
+
+    /// [`ViewerTx::begin`], and runs `then` (a statement without parameters that returns one
+    /// row) in the same round trip: its row.
+    pub(crate) async fn begin_then(
+        store: &PgStore,
+        viewer: &Viewer,
+        begin: &'static str,
+        then: &'static str,
+    ) -> Result<(ViewerTx, Row), StoreError> {
+        match Self::open(store, viewer, begin, Some(then)).await? {
+            (tx, Some(row)) => Ok((tx, row)),
+            (_, None) => Err(StoreError::Internal(format!("no row from {then}"))),
+        }
+    }
+
+    async fn open(
+        store: &PgStore,
+        viewer: &Viewer,
+        begin: &'static str,
+        then: Option<&'static str>,
+    ) -> Result<(ViewerTx, Option<Row>), StoreError> {
         if viewer.user_id.is_empty() {
             return Err(StoreError::Internal(
                 "refused: a query without a user id".into(),
@@ -37,7 +61,7 @@ impl ViewerTx {
         let tx = ViewerTx { conn: Some(conn) };
         let c = tx.client();
         let spaces = space_ids_setting(viewer);
-        // Pipelined: both go out before either answer is awaited.
+        // Prepared once per connection (the cache), so what follows is one round trip.
         let set = c
             .prepare_cached(
                 "SELECT set_config('app.current_user_id', $1, true),
@@ -45,11 +69,22 @@ impl ViewerTx {
             )
             .await
             .map_err(db)?;
+        let then = match then {
+            Some(sql) => Some(c.prepare_cached(sql).await.map_err(db)?),
+            None => None,
+        };
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&viewer.user_id, &spaces];
-        let (b, s) = tokio::join!(c.batch_execute(begin), c.execute(&set, &params));
+        // Pipelined: all go out before the first answer is awaited.
+        let (b, s, row) = tokio::join!(c.batch_execute(begin), c.execute(&set, &params), async {
+            match &then {
+                Some(stmt) => c.query_one(stmt, &[]).await.map(Some),
+                None => Ok(None),
+            }
+        });
         b.map_err(db)?;
         s.map_err(db)?;
-        Ok(tx)
+        let row = row.map_err(db)?;
+        Ok((tx, row))
     }
 
     pub(crate) fn client(&self) -> &deadpool_postgres::ClientWrapper {

@@ -7,6 +7,7 @@
 # database `mana`. CMD runs with
 #   DATABASE_URL / MANA_TEST_DATABASE_URL  the application role on `mana`
 #   MANA_TEST_PG_SUPERUSER_URL             the superuser (tests that the server refuses it)
+#   MANA_TEST_PG_CTL                       this cluster's pg_ctl (tests that crash the database)
 # and the cluster is stopped and deleted afterwards, whatever CMD's outcome.
 # PG_FSYNC=off trades durability for speed (the test suite; never the benchmark).
 set -euo pipefail
@@ -42,7 +43,7 @@ DIR=$(mktemp -d /tmp/mana-pg.XXXXXX)
 chmod 755 "$DIR"
 [ "$(id -u)" = 0 ] && chown postgres "$DIR"
 cleanup() {
-  as_pg "$BIN/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  "$DIR/pg_ctl" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
@@ -56,11 +57,17 @@ SUPER=$(if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi)
 
 as_pg "$BIN/initdb" -D "$DIR/data" -U "$SUPER" --pwfile="$DIR/pw" -A scram-sha-256 \
   -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log"; exit 1; }
-as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DIR \
-      -c max_connections=400 -c fsync=${PG_FSYNC:-on} -c synchronous_commit=${PG_FSYNC:-on} \
-      -c full_page_writes=${PG_FSYNC:-on}" \
-  start >/dev/null || { cat "$DIR/server.log"; exit 1; }
+# This cluster's pg_ctl, as its owner and with its options: `"$DIR/pg_ctl" start`, `… -m
+# immediate stop` (a crash: the fault harness stops and restarts the database with it).
+OPTS="-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DIR \
+  -c max_connections=400 -c fsync=${PG_FSYNC:-on} -c synchronous_commit=${PG_FSYNC:-on} \
+  -c full_page_writes=${PG_FSYNC:-on}"
+AS_PG=""
+[ "$(id -u)" = 0 ] && AS_PG="runuser -u postgres --"
+printf '#!/usr/bin/env bash\nexec %s %q -D %q -l %q -w -t 60 -o %q "$@"\n' \
+  "$AS_PG" "$BIN/pg_ctl" "$DIR/data" "$DIR/server.log" "$OPTS" >"$DIR/pg_ctl"
+chmod 755 "$DIR/pg_ctl"
+"$DIR/pg_ctl" start >/dev/null || { cat "$DIR/server.log"; exit 1; }
 
 PGPASSWORD=$SUPER_PW "$BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U "$SUPER" -d postgres <<SQL
 CREATE ROLE mana_app LOGIN PASSWORD '$APP_PW' NOSUPERUSER NOBYPASSRLS CREATEDB NOCREATEROLE;
@@ -70,5 +77,6 @@ SQL
 export DATABASE_URL="postgres://mana_app:$APP_PW@127.0.0.1:$PORT/mana"
 export MANA_TEST_DATABASE_URL=$DATABASE_URL
 export MANA_TEST_PG_SUPERUSER_URL="postgres://$SUPER:$SUPER_PW@127.0.0.1:$PORT/postgres"
+export MANA_TEST_PG_CTL="$DIR/pg_ctl"
 echo "pg: PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (role mana_app)"
 "$@"

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo test -p mana-sync-server
 PG_TESTS=(--test pg_rls --test pg_cursor --test pg_instances --test sync_http --test connections
-  --test memberships --test limits --test metrics --test rate_limits --test jwks --test tokens)
+  --test memberships --test limits --test metrics --test rate_limits --test jwks --test tokens
+  --test fault)
 # Built before the cluster starts, so the cluster only lives while tests run.
 cargo test -p mana-sync-server "${PG_TESTS[@]}" --no-run
 PG_FSYNC=off bash scripts/ci/pg.sh cargo test -p mana-sync-server "${PG_TESTS[@]}"

@@ -190,7 +190,7 @@ impl Run {
                 join(tasks).await;
                 self.refused += storm.refused.load(Ordering::Relaxed);
                 assert!(
-                    child.try_wait().unwrap().is_none(),
+                    child.0.try_wait().unwrap().is_none(),
                     "the server exited when its database crashed"
                 );
                 ctl.start().await;

@@ -5,63 +5,37 @@
 pub mod pg;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::bin::{server_command, spawn_listening, KillOnDrop};
 use crate::common::{event_id, hlc};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mana-sync-server");
 pub const USERS: [&str; 3] = ["alice", "bob", "carol"];
 /// Concurrent writers per user.
 pub const WRITERS_PER_USER: usize = 2;
 const BATCH: usize = 25;
 
-/// Starts `mana-sync-server --dev` on `database_url`; returns the process and its base URL.
-pub fn start(database_url: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("--dev")
-        .env("DATABASE_URL", database_url)
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
+/// Starts `mana-sync-server --dev` on `database_url`; returns the process (killed when dropped,
+/// so a failing round leaves no server behind) and its base URL.
+pub fn start(database_url: &str) -> (KillOnDrop, String) {
+    let mut cmd = server_command(database_url);
+    cmd.arg("--dev")
         .env("RUST_LOG", "error")
         // The storm is many pushes a second from one address: out of the rate limiter's way.
         .env("RATE_LIMIT_PER_MINUTE", "10000000")
         .env("RATE_LIMIT_BURST", "1000000")
         .env("RATE_LIMIT_IP_PER_MINUTE", "10000000")
-        .env("RATE_LIMIT_IP_BURST", "1000000")
-        .env_remove("MANA_JWT_SECRET")
-        .env_remove("MANA_JWKS_URL")
-        .env_remove("MANA_AUTH_URL")
-        .env_remove("MAX_BODY_BYTES")
-        .env_remove("MAX_SCHEMA_VERSION")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server printed its address");
-    (child, url)
+        .env("RATE_LIMIT_IP_BURST", "1000000");
+    let (child, base) = spawn_listening(&mut cmd);
+    (KillOnDrop(child), base)
 }
 
-pub fn kill9(child: &mut Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+pub fn kill9(child: &mut KillOnDrop) {
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
 }
 
 pub async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> String {

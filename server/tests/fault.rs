@@ -44,7 +44,7 @@ use fault_support::{
 const ROUND_LIMIT: Duration = Duration::from_secs(20);
 /// A restarted server's first push: far more than it takes, far less than a lock left behind
 /// by the killed server would hold it up.
-const FIRST_PUSH_LIMIT: Duration = Duration::from_secs(5);
+const FIRST_PUSH_LIMIT: Duration = Duration::from_secs(8);
 /// How long the running server may take to push again once its crashed database is back.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 

@@ -27,8 +27,9 @@ bench: install
 fuzz: install
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash scripts/ci/fuzz-run.sh
 
-# kill -9 of the server during push storms, FAULT_KILLS times (default 30); then the browser
-# fault cases (reloads mid-push and mid-first-sync, a storage quota cut through CDP).
+# kill -9 of the server during push storms, FAULT_KILLS times (default 30), on SQLite and on
+# PostgreSQL, and crashes of PostgreSQL itself mid-storm; then the browser fault cases (reloads
+# mid-push and mid-first-sync, a storage quota cut through CDP).
 fault: install
 	@bash scripts/ci/fault.sh
 	@bash scripts/ci/test-fault-browser.sh

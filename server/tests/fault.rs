@@ -79,6 +79,9 @@ struct Run {
     second_push: Vec<Duration>,
     /// Push transactions open just before each kill (PostgreSQL).
     open_at_kill: Vec<i64>,
+    /// After each kill that found one open: how long until PostgreSQL had rolled back the dead
+    /// server's transactions (no backend of it holding a transaction id any more).
+    rolled_back: Vec<Duration>,
     /// After each database crash: how long until the running server acknowledged a push.
     recovery: Vec<Duration>,
     /// Pushes answered with an error while the database was down.
@@ -100,6 +103,7 @@ impl Run {
             first_push: Vec::new(),
             second_push: Vec::new(),
             open_at_kill: Vec::new(),
+            rolled_back: Vec::new(),
             recovery: Vec::new(),
             refused: 0,
         }
@@ -176,11 +180,17 @@ impl Run {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         match fault {
             Fault::KillServer => {
-                if let (Some(pg), Some(admin)) = (pg, &admin) {
-                    self.open_at_kill
-                        .push(pg.open_push_transactions(admin).await);
-                }
+                let open = match (pg, &admin) {
+                    (Some(pg), Some(admin)) => pg.open_push_transactions(admin).await,
+                    _ => 0,
+                };
                 kill9(&mut child);
+                if let (Some(pg), Some(admin)) = (pg, &admin) {
+                    self.open_at_kill.push(open);
+                    if open > 0 {
+                        self.rolled_back.push(rolled_back(pg, admin, round).await);
+                    }
+                }
                 storm.stop.store(true, Ordering::Relaxed);
                 join(tasks).await;
             }
@@ -215,6 +225,20 @@ impl Run {
     fn acked(&self) -> Acked {
         self.acked.lock().unwrap().clone()
     }
+}
+
+/// Waits until no backend of the killed server holds a transaction: its transactions rolled
+/// back, the `log_head` lock free. How long that took after the kill.
+async fn rolled_back(pg: &PgDb, admin: &tokio_postgres::Client, round: usize) -> Duration {
+    let t = Instant::now();
+    while pg.open_push_transactions(admin).await > 0 {
+        assert!(
+            t.elapsed() < FIRST_PUSH_LIMIT,
+            "round {round}: the killed server's transaction still open after {FIRST_PUSH_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    t.elapsed()
 }
 
 async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
@@ -357,7 +381,10 @@ async fn acknowledged_pushes_survive_repeated_sigkill() {
         Backend::Sqlite { .. } => String::new(),
         Backend::Postgres(_) => {
             let n = run.open_at_kill.iter().filter(|&&n| n > 0).count();
-            format!(" ({n} with a push transaction open)")
+            format!(
+                " ({n} with a push transaction open, rolled back {} after the kill)",
+                median_max(&run.rolled_back)
+            )
         }
     };
     println!(

@@ -8,7 +8,7 @@
 //! array shape the server uses (one statement per table whatever the batch's size, prepared).
 //! `COPY FROM` is not an option: PostgreSQL refuses it on tables with row-level security.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mana_sync_server::store::postgres::PgStore;
 use tokio_postgres::types::ToSql;
@@ -37,12 +37,16 @@ impl Databases {
     /// A new, empty database next to `base`'s (the role needs CREATEDB); its URL.
     pub async fn fresh(&mut self, base: &str) -> String {
         let name = format!("mana_bench_{}_{}", std::process::id(), self.names.len());
-        admin(base, &format!("CREATE DATABASE {name}")).await;
+        admin(base, &format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE (the role needs CREATEDB)");
         self.names.push(name.clone());
         common::with_database(base, &name)
     }
 
-    /// Drops them; call once nothing is connected to them any more.
+    /// Drops them; call once nothing of this run is connected to them any more. A database
+    /// still busy after a few seconds (an autovacuum worker, which `FORCE` may not end for
+    /// an unprivileged role) is left behind with a warning: the results are out already.
     pub fn drop_all(self, base: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -50,24 +54,33 @@ impl Databases {
             .unwrap();
         rt.block_on(async {
             for name in &self.names {
-                admin(
-                    base,
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                )
-                .await;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let mut tries = 0;
+                while let Err(e) = admin(base, &sql).await {
+                    tries += 1;
+                    if tries == 25 {
+                        let why = e
+                            .as_db_error()
+                            .map_or(e.to_string(), |d| d.message().into());
+                        eprintln!("push bench: database {name} left behind: {why}");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         });
     }
 }
 
-async fn admin(base: &str, sql: &str) {
+async fn admin(base: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
         .await
         .expect("connect to the bench's PostgreSQL");
     let driver = tokio::spawn(conn);
-    client.batch_execute(sql).await.unwrap();
+    let done = client.batch_execute(sql).await;
     drop(client);
     let _ = driver.await;
+    done
 }
 
 fn open(url: &str) -> PgStore {

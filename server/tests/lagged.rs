@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::ws::Ws;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use mana_sync_server::store::LoggedChange;
 use mana_sync_server::{AppState, Config, PushEvent, ShutdownHandle};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use tokio_tungstenite::tungstenite::Message;
 
 struct Node {
     base: String,

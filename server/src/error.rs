@@ -115,6 +115,9 @@ impl IntoResponse for AppError {
     }
 }
 
+/// `Retry-After` of a 503 while the database is unreachable: clients back off from there.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> AppError {
         match e {
@@ -128,6 +131,11 @@ impl From<StoreError> for AppError {
             } => AppError::bad_request(code, format!("changes[{index}]: {message}"))
                 .with_index(index),
             StoreError::Internal(m) => AppError::internal(m),
+            StoreError::Unavailable(m) => {
+                let mut e = AppError::unavailable(m);
+                e.retry_after = Some(STORE_RETRY_AFTER_SECS);
+                e
+            }
         }
     }
 }

@@ -152,7 +152,8 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// `Forbidden` and `Invalid` are decisions of [`plan`]; a backend only ever returns `Internal`.
+/// `Forbidden` and `Invalid` are decisions of [`plan`]; a backend only ever returns `Internal`
+/// or `Unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -168,6 +169,10 @@ pub enum StoreError {
     },
     #[error("storage failure: {0}")]
     Internal(String),
+    /// The database can't be reached right now (down, restarting, out of connections): nothing
+    /// was written, and the same request may succeed a moment later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A storage backend: the primitives a push and a pull need, no rules.

@@ -55,7 +55,18 @@ pub struct PgStore {
 
 pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
+        // Class 08 (connection exception) and 57P (shut down, crashed, starting up): the
+        // database, not the request, is the problem.
+        Some(d) if d.code().code().starts_with("08") || d.code().code().starts_with("57P") => {
+            StoreError::Unavailable(format!("postgres: {} ({})", d.message(), d.code().code()))
+        }
         Some(d) => StoreError::Internal(format!("postgres: {} ({})", d.message(), d.code().code())),
+        // No answer from the database at all: the connection broke or never opened.
+        None if e.is_closed()
+            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) =>
+        {
+            StoreError::Unavailable(format!("postgres: {e}"))
+        }
         None => StoreError::Internal(format!("postgres: {e}")),
     }
 }

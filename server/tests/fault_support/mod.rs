@@ -65,7 +65,7 @@ pub struct Acked {
 pub enum Pushed {
     /// 200 with a full body: recorded in [`Acked`].
     Acked,
-    /// The server answered with an error (a 5xx with a code: the database was down).
+    /// The server answered 503 `unavailable`: the database was down.
     Refused(u16),
     /// No whole answer: the server went away.
     Gone,
@@ -103,14 +103,16 @@ pub async fn push_batch(
         .await;
     let Ok(resp) = sent else { return Pushed::Gone };
     let status = resp.status();
+    let retry_after = resp.headers().get("retry-after").cloned();
     // The acknowledgement is the whole 200 answer, not only its status line.
     let Ok(body) = resp.json::<Value>().await else {
         return Pushed::Gone;
     };
     if status != 200 {
+        // The database being down is no bug of the request: 503 `unavailable`, retry later.
         assert!(
-            status.is_server_error() && body["code"].is_string(),
-            "push refused with {status}: {body}"
+            status == 503 && body["code"] == "unavailable" && retry_after.is_some(),
+            "push refused with {status} (Retry-After {retry_after:?}): {body}"
         );
         return Pushed::Refused(status.as_u16());
     }

@@ -11,7 +11,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))
     }
 }
 

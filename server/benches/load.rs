@@ -10,8 +10,17 @@
 //! from their cursor), and `/metrics` must count the resyncs. Targets: p99 ≤ 100 ms, RSS ≤
 //! 250 MB, none dropped, none missed; the program exits 1 when one is not met.
 //!
+//! Every pusher pushes from the cursor of its last answer, as a client does (`LOAD_SINCE=0`:
+//! without one, so that each answer is a first-sync snapshot — what the first version of
+//! this harness did by mistake). The slow WebSocket reader pulls from its cursor when told,
+//! and every slow reader must get each change exactly once. Also printed, to tell where time
+//! goes: push answer times, the server's own push and fan-out histograms (`/metrics`), the
+//! CPU of harness and server, and latency by when the push was sent.
+//!
 //! `LOAD_SSE`, `LOAD_WS` (1000 each), `LOAD_USERS` (100), `LOAD_PUSHES_PER_SEC` (50),
-//! `LOAD_SECONDS` (30). Needs `ulimit -n` above the client count (scripts/ci/load.sh).
+//! `LOAD_SECONDS` (30), `LOAD_SLOW` (1; 0: no slow user), `LOAD_SINCE` (1),
+//! `LOAD_BROADCAST_CAPACITY` (64). Needs `ulimit -n` above the client count
+//! (scripts/ci/load.sh).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -39,6 +48,11 @@ const SLOW_EVERY: Duration = Duration::from_millis(250);
 const SLOW_READ_FIRST: Duration = Duration::from_secs(3);
 const SLOW_PAUSE: Duration = Duration::from_secs(20);
 const DRAIN: Duration = Duration::from_secs(20);
+/// How many notifications for its user a stream may fall behind by (`BROADCAST_CAPACITY`;
+/// the server's default is 256; the same bounds the feed's router on all announcements). The
+/// slow user's feed carries 4 a second, so a reader paused for 20 s falls 80 behind and must
+/// be resynced from its cursor.
+const BROADCAST_CAPACITY: usize = 64;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -85,9 +99,21 @@ impl Sent {
 /// What one subscriber saw.
 #[derive(Default)]
 struct Seen {
-    latencies_ms: Vec<f64>,
+    /// (push number, push-to-delivery ms) of each first delivery.
+    latencies_ms: Vec<(usize, f64)>,
     numbers: HashSet<usize>,
+    /// Changes received a second time (a resync must not repeat what was delivered).
+    duplicates: usize,
     dropped: bool,
+}
+
+impl Seen {
+    /// Records change `n`; true the first time.
+    fn got(&mut self, n: usize) -> bool {
+        let first = self.numbers.insert(n);
+        self.duplicates += usize::from(!first);
+        first
+    }
 }
 
 fn number(s: &str, prefix: char) -> Option<usize> {
@@ -159,8 +185,8 @@ async fn sse_client(
                     }
                     for id in page_ids(&data) {
                         if let Some(n) = number(&id, 'c') {
-                            if seen.numbers.insert(n) {
-                                seen.latencies_ms.extend(sent.latency(n));
+                            if seen.got(n) {
+                                seen.latencies_ms.extend(sent.latency(n).map(|l| (n, l)));
                             }
                         }
                     }
@@ -213,7 +239,7 @@ async fn ws_client(
                     let frame: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                     if let Some(n) = frame["table"].as_str().and_then(|t| number(t, 't')) {
                         if seen.numbers.insert(n) {
-                            seen.latencies_ms.extend(sent.latency(n));
+                            seen.latencies_ms.extend(sent.latency(n).map(|l| (n, l)));
                         }
                     }
                 }
@@ -309,54 +335,117 @@ async fn slow_sse(addr: SocketAddr, mut stop: watch::Receiver<bool>) -> Seen {
         for data in sse_events(&mut text) {
             for id in page_ids(&data) {
                 if let Some(n) = number(&id, 's') {
-                    seen.numbers.insert(n);
+                    seen.got(n);
                 }
             }
         }
     }
 }
 
-async fn slow_ws(addr: SocketAddr, mut stop: watch::Receiver<bool>) -> Seen {
+/// Notes a `sync-available` frame for one of the slow user's tables; true when it was one.
+fn hint(text: &str, hinted: &mut HashSet<usize>) -> bool {
+    let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    frame["table"]
+        .as_str()
+        .and_then(|t| number(t, 's'))
+        .map(|n| hinted.insert(n))
+        .is_some()
+}
+
+/// Pulls from `cursor` until the server has nothing more, counting the slow user's changes.
+async fn pull_all(
+    http: &reqwest::Client,
+    base: &str,
+    cursor: &mut Option<String>,
+    seen: &mut Seen,
+) -> bool {
+    loop {
+        let mut req = http
+            .get(format!("{base}/sync/{APP}/pull"))
+            .bearer_auth(token(SLOW_USER))
+            .query(&[("clientId", "slow-ws")]);
+        if let Some(c) = cursor.as_deref() {
+            req = req.query(&[("since", c)]);
+        }
+        let Ok(resp) = req.send().await.and_then(|r| r.error_for_status()) else {
+            return false;
+        };
+        let Ok(page) = resp.json::<Value>().await else {
+            return false;
+        };
+        for c in page["serverChanges"].as_array().into_iter().flatten() {
+            if let Some(n) = c["id"].as_str().and_then(|id| number(id, 's')) {
+                seen.got(n);
+            }
+        }
+        *cursor = page["syncedUntil"].as_str().map(str::to_owned);
+        if page["hasMore"] != true {
+            return true;
+        }
+    }
+}
+
+/// The slow WebSocket reader: like a real client, it pulls from its cursor when told that a
+/// table changed. Returns what it pulled and the tables it was told about.
+async fn slow_ws(
+    http: reqwest::Client,
+    base: String,
+    addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> (Seen, HashSet<usize>) {
     let mut seen = Seen::default();
+    let mut hinted = HashSet::new();
     let Ok(stream) = small_window(addr).await else {
         seen.dropped = true;
-        return seen;
+        return (seen, hinted);
     };
     let Ok((mut ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await
     else {
         seen.dropped = true;
-        return seen;
+        return (seen, hinted);
     };
     if !ws_auth(&mut ws, SLOW_USER).await {
         seen.dropped = true;
-        return seen;
+        return (seen, hinted);
+    }
+    // First sync (empty: the slow user has pushed nothing yet); then only what is announced.
+    let mut cursor = None;
+    if !pull_all(&http, &base, &mut cursor, &mut seen).await {
+        seen.dropped = true;
+        return (seen, hinted);
     }
     let started = Instant::now();
     loop {
         if let Some(wait) = paused(started) {
             tokio::time::sleep(wait).await;
         }
-        tokio::select! {
-            _ = stop.changed() => return seen,
+        let mut pull = tokio::select! {
+            _ = stop.changed() => return (seen, hinted),
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let frame: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
-                    if let Some(n) = frame["table"].as_str().and_then(|t| number(t, 's')) {
-                        seen.numbers.insert(n);
-                    }
-                }
-                Some(Ok(_)) => {}
+                Some(Ok(Message::Text(t))) => hint(t.as_str(), &mut hinted),
+                Some(Ok(_)) => false,
                 _ => {
                     seen.dropped = true;
-                    return seen;
+                    return (seen, hinted);
                 }
             },
+        };
+        // Take every announcement already here, then pull once for all of them.
+        while let Some(Some(Ok(m))) = futures_util::FutureExt::now_or_never(ws.next()) {
+            if let Message::Text(t) = m {
+                pull |= hint(t.as_str(), &mut hinted);
+            }
+        }
+        if pull && !pull_all(&http, &base, &mut cursor, &mut seen).await {
+            seen.dropped = true;
+            return (seen, hinted);
         }
     }
 }
 
-fn start_server(db: &std::path::Path) -> (Child, String) {
+fn start_server(db: &std::path::Path, broadcast_capacity: usize) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mana-sync-server"))
+        .env("BROADCAST_CAPACITY", broadcast_capacity.to_string())
         .env("DATABASE_URL", format!("sqlite://{}", db.display()))
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
@@ -408,14 +497,117 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-async fn push(http: &reqwest::Client, base: &str, user: &str, changes: Vec<Value>) -> bool {
-    let body = json!({"clientId": "pusher", "changes": changes});
-    http.post(format!("{base}/sync/{APP}"))
+/// Pushes like a client: from its cursor (`since`), so the answer holds only what it lacks.
+/// Returns the new cursor, or `None` when the push failed.
+async fn push(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    since: Option<String>,
+    changes: Vec<Value>,
+) -> Option<String> {
+    let body = json!({"clientId": "pusher", "since": since, "changes": changes});
+    let resp = http
+        .post(format!("{base}/sync/{APP}"))
         .bearer_auth(token(user))
         .json(&body)
         .send()
         .await
-        .is_ok_and(|r| r.status().is_success())
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let answer: Value = resp.json().await.ok()?;
+    Some(answer["syncedUntil"].as_str()?.to_owned())
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 Hz.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A Prometheus histogram's cumulative bucket counts (`le`, count) and its count and sum.
+struct Hist {
+    buckets: Vec<(f64, f64)>,
+    count: f64,
+    sum: f64,
+}
+
+impl Hist {
+    fn parse(text: &str, name: &str) -> Hist {
+        let mut h = Hist {
+            buckets: Vec::new(),
+            count: 0.0,
+            sum: 0.0,
+        };
+        for line in text.lines() {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let v: f64 = value.parse().unwrap_or(0.0);
+            if let Some(le) = key
+                .strip_prefix(&format!("{name}_bucket{{le=\""))
+                .and_then(|r| r.strip_suffix("\"}"))
+            {
+                h.buckets.push((le.parse().unwrap_or(f64::INFINITY), v));
+            } else if key == format!("{name}_count") {
+                h.count = v;
+            } else if key == format!("{name}_sum") {
+                h.sum = v;
+            }
+        }
+        h
+    }
+
+    /// The difference of two scrapes: what happened in between.
+    fn since(&self, before: &Hist) -> Hist {
+        Hist {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(before.buckets.iter().chain(std::iter::repeat(&(0.0, 0.0))))
+                .map(|(a, b)| (a.0, a.1 - b.1))
+                .collect(),
+            count: self.count - before.count,
+            sum: self.sum - before.sum,
+        }
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in ms.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        let want = self.count * q;
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= want)
+            .map(|(le, _)| le * 1000.0)
+            .unwrap_or(f64::NAN)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} observed, mean {:.1} ms, p50 <= {} ms, p99 <= {} ms",
+            self.count,
+            if self.count > 0.0 {
+                self.sum / self.count * 1000.0
+            } else {
+                f64::NAN
+            },
+            self.quantile_ms(0.5),
+            self.quantile_ms(0.99)
+        )
+    }
+}
+
+async fn scrape(http: &reqwest::Client, base: &str) -> String {
+    match http.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -432,10 +624,13 @@ async fn main() {
     let users = env("LOAD_USERS", 100).max(1);
     let rate = env("LOAD_PUSHES_PER_SEC", 50).max(1);
     let seconds = env("LOAD_SECONDS", 30).max(1);
+    let with_slow = env("LOAD_SLOW", 1) != 0;
+    let with_since = env("LOAD_SINCE", 1) != 0;
+    let capacity = env("LOAD_BROADCAST_CAPACITY", BROADCAST_CAPACITY).max(1);
     let total_pushes = rate * seconds;
 
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = start_server(&dir.path().join("load.db"));
+    let (mut child, base) = start_server(&dir.path().join("load.db"), capacity);
     let pid = child.id();
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let idle_rss = rss_kb(pid).unwrap_or(0);
@@ -455,6 +650,8 @@ async fn main() {
     };
 
     let sent = Arc::new(Sent((0..total_pushes).map(|_| OnceLock::new()).collect()));
+    let acked: Arc<Vec<OnceLock<f64>>> =
+        Arc::new((0..total_pushes).map(|_| OnceLock::new()).collect());
     let ready = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop) = watch::channel(false);
     let http = reqwest::Client::builder()
@@ -490,10 +687,12 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let slow = (
-        tokio::spawn(slow_sse(addr, stop.clone())),
-        tokio::spawn(slow_ws(addr, stop.clone())),
-    );
+    let slow = with_slow.then(|| {
+        (
+            tokio::spawn(slow_sse(addr, stop.clone())),
+            tokio::spawn(slow_ws(http.clone(), base.clone(), addr, stop.clone())),
+        )
+    });
     while ready.load(Ordering::SeqCst) < n_sse + n_ws {
         if opened.elapsed() > Duration::from_secs(120) {
             eprintln!(
@@ -510,11 +709,15 @@ async fn main() {
     let connected_rss = rss_kb(pid).unwrap_or(0);
 
     // Pushes: one change each, round-robin over the users, at `rate` per second; and the
-    // slow user's big pushes beside them.
+    // slow user's big pushes beside them. Each user pushes from the cursor of its last answer.
     let failed_pushes = Arc::new(AtomicUsize::new(0));
     let slow_pushed = Arc::new(AtomicUsize::new(0));
+    let cursors: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+        Arc::new((0..users).map(|_| std::sync::Mutex::new(None)).collect());
+    let before = scrape(&http, &base).await;
+    let cpu_before = (cpu_secs(std::process::id()), cpu_secs(pid));
     let pushes_started = Instant::now();
-    let slow_pusher = {
+    let slow_pusher = with_slow.then(|| {
         let (http, base, failed, pushed) = (
             http.clone(),
             base.clone(),
@@ -525,6 +728,7 @@ async fn main() {
             let payload = "x".repeat(SLOW_PAYLOAD);
             let mut tick = tokio::time::interval(SLOW_EVERY);
             let mut next = 0;
+            let mut cursor = None;
             while pushes_started.elapsed() < Duration::from_secs(seconds as u64) {
                 tick.tick().await;
                 let changes: Vec<Value> = (next..next + SLOW_BATCH)
@@ -534,54 +738,70 @@ async fn main() {
                                "data": {"blob": payload}, "updatedAt": hlc(n)})
                     })
                     .collect();
-                if push(&http, &base, SLOW_USER, changes).await {
-                    next += SLOW_BATCH;
-                    pushed.store(next, Ordering::SeqCst);
-                } else {
-                    failed.fetch_add(1, Ordering::SeqCst);
+                let since = if with_since { cursor.clone() } else { None };
+                match push(&http, &base, SLOW_USER, since, changes).await {
+                    Some(c) => {
+                        cursor = Some(c);
+                        next += SLOW_BATCH;
+                        pushed.store(next, Ordering::SeqCst);
+                    }
+                    None => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         })
-    };
+    });
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut pushes = Vec::with_capacity(total_pushes);
     for n in 0..total_pushes {
         tick.tick().await;
-        let (http, base, sent, failed) = (
+        let (http, base, sent, acked, failed, cursors) = (
             http.clone(),
             base.clone(),
             sent.clone(),
+            acked.clone(),
             failed_pushes.clone(),
+            cursors.clone(),
         );
         pushes.push(tokio::spawn(async move {
             let change = json!({"eventId": format!("0190a6f0-0000-7000-8000-{n:012x}"), "table": format!("t{n}"),
                                 "id": format!("c{n}"), "op": "insert",
                                 "data": {"n": n}, "updatedAt": hlc(n)});
+            let u = n % users;
+            let since = if with_since { cursors[u].lock().unwrap().clone() } else { None };
             let _ = sent.0[n].set(Instant::now());
-            if !push(&http, &base, &user_of(n, users), vec![change]).await {
-                failed.fetch_add(1, Ordering::SeqCst);
+            match push(&http, &base, &user_of(n, users), since, vec![change]).await {
+                Some(c) => {
+                    let _ = acked[n].set(sent.latency(n).unwrap_or(f64::NAN));
+                    *cursors[u].lock().unwrap() = Some(c);
+                }
+                None => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }));
     }
     for p in pushes {
         let _ = p.await;
     }
-    let _ = slow_pusher.await;
+    if let Some(p) = slow_pusher {
+        let _ = p.await;
+    }
     let push_secs = pushes_started.elapsed().as_secs_f64();
+    let cpu_after = (cpu_secs(std::process::id()), cpu_secs(pid));
+    let during = scrape(&http, &base).await;
 
     // Let every subscriber (the slow ones included) catch up, then stop.
     tokio::time::sleep(DRAIN).await;
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = scrape(&http, &base).await;
     let _ = stop_tx.send(true);
     let mut latencies = Vec::new();
-    let (mut dropped, mut missed, mut expected_total) = (0usize, 0usize, 0usize);
+    // Deliveries by when their push was sent, in windows of 5 s.
+    let window = (rate * 5).max(1);
+    let mut by_window: Vec<Vec<f64>> = vec![Vec::new(); total_pushes.div_ceil(window)];
+    let (mut dropped, mut missed, mut expected_total, mut duplicates) =
+        (0usize, 0usize, 0usize, 0usize);
     for (i, c) in clients.into_iter().enumerate() {
         let seen = c.await.unwrap();
         // Clients alternate SSE / WebSocket while both remain; each belongs to user i / 2.
@@ -595,13 +815,27 @@ async fn main() {
         expected_total += expected;
         missed += expected.saturating_sub(seen.numbers.len());
         dropped += usize::from(seen.dropped);
-        latencies.extend(seen.latencies_ms);
+        duplicates += seen.duplicates;
+        for &(n, l) in &seen.latencies_ms {
+            by_window[n / window].push(l);
+            latencies.push(l);
+        }
     }
     let slow_total = slow_pushed.load(Ordering::SeqCst);
-    let (slow_sse, slow_ws) = (slow.0.await.unwrap(), slow.1.await.unwrap());
-    let slow_missed =
-        [&slow_sse, &slow_ws].map(|s| (0..slow_total).filter(|n| !s.numbers.contains(n)).count());
-    dropped += usize::from(slow_sse.dropped) + usize::from(slow_ws.dropped);
+    let (slow_missed, slow_dups, slow_hints_missed) = match slow {
+        Some((s, w)) => {
+            let (slow_sse, (slow_ws, hinted)) = (s.await.unwrap(), w.await.unwrap());
+            dropped += usize::from(slow_sse.dropped) + usize::from(slow_ws.dropped);
+            let missing =
+                |set: &HashSet<usize>| (0..slow_total).filter(|n| !set.contains(n)).count();
+            (
+                [missing(&slow_sse.numbers), missing(&slow_ws.numbers)],
+                [slow_sse.duplicates, slow_ws.duplicates],
+                missing(&hinted),
+            )
+        }
+        None => ([0, 0], [0, 0], 0),
+    };
     sampling.store(false, Ordering::SeqCst);
     let _ = sampler.await;
     let _ = child.kill();
@@ -611,41 +845,109 @@ async fn main() {
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
     let max = latencies.last().copied().unwrap_or(f64::NAN);
+    let mut acks: Vec<f64> = acked.iter().filter_map(|a| a.get().copied()).collect();
+    acks.sort_by(f64::total_cmp);
     let peak_mb = peak_rss.load(Ordering::SeqCst) as f64 / 1024.0;
     let resyncs = metric(&metrics, "mana_sync_stream_resyncs_total");
     let failed = failed_pushes.load(Ordering::SeqCst);
+    let busy = |i: usize| {
+        let (b, a) = if i == 0 {
+            (cpu_before.0, cpu_after.0)
+        } else {
+            (cpu_before.1, cpu_after.1)
+        };
+        (a - b) / push_secs * 100.0
+    };
 
-    println!("load: {n_sse} SSE + {n_ws} WebSocket clients over {users} users, opened in {open_secs:.1} s");
+    println!(
+        "load: {n_sse} SSE + {n_ws} WebSocket clients over {users} users, opened in {open_secs:.1} s; \
+         broadcast capacity {capacity}; pushes {} a cursor",
+        if with_since { "from" } else { "without" }
+    );
     println!(
         "pushes: {total_pushes} single-change pushes in {push_secs:.1} s ({:.0}/s), plus {slow_total} \
-         slow-user changes in pushes of {SLOW_BATCH} x {SLOW_PAYLOAD} B every {} ms; {failed} failed",
+         slow-user changes in pushes of {SLOW_BATCH} x {SLOW_PAYLOAD} B every {} ms{}; {failed} failed",
         total_pushes as f64 / push_secs,
-        SLOW_EVERY.as_millis()
+        SLOW_EVERY.as_millis(),
+        if with_slow { "" } else { " (slow user off)" }
+    );
+    println!(
+        "push answered (harness, single-change): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&acks, 0.5),
+        percentile(&acks, 0.99),
+        acks.last().copied().unwrap_or(f64::NAN)
+    );
+    let (push_h, fan_h) = (
+        Hist::parse(&during, "mana_sync_push_seconds")
+            .since(&Hist::parse(&before, "mana_sync_push_seconds")),
+        Hist::parse(&during, "mana_sync_fanout_seconds")
+            .since(&Hist::parse(&before, "mana_sync_fanout_seconds")),
+    );
+    println!(
+        "server push (request to commit, /metrics): {}",
+        push_h.describe()
+    );
+    println!(
+        "server fan-out (commit to stream send, /metrics): {}",
+        fan_h.describe()
+    );
+    println!(
+        "CPU during the pushes (% of one core): harness {:.0} %, server {:.0} %",
+        busy(0),
+        busy(1)
     );
     println!(
         "push-to-delivery over {} deliveries (of {expected_total} expected): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         latencies.len()
     );
+    let over_time: Vec<String> = by_window
+        .iter_mut()
+        .enumerate()
+        .map(|(w, l)| {
+            l.sort_by(f64::total_cmp);
+            format!(
+                "{}-{} s: p50 {:.0} / p99 {:.0}",
+                w * 5,
+                w * 5 + 5,
+                percentile(l, 0.5),
+                percentile(l, 0.99)
+            )
+        })
+        .collect();
+    println!("  by when the push was sent (ms): {}", over_time.join("; "));
     println!(
         "server RSS: idle {:.1} MB, all connected {:.1} MB, peak {peak_mb:.1} MB",
         idle_rss as f64 / 1024.0,
         connected_rss as f64 / 1024.0
     );
-    println!("streams dropped: {dropped}; events missed: {missed}");
+    println!("streams dropped: {dropped}; events missed: {missed}; delivered twice: {duplicates}");
     println!(
-        "slow readers (paused {} s): SSE missed {} of {slow_total}, WebSocket missed {} of {slow_total}; \
-         server resyncs from a cursor: {resyncs}",
+        "slow readers (paused {} s): SSE missed {} of {slow_total} (twice: {}), WebSocket pulled: missed {} \
+         (twice: {}), tables not announced {}; server resyncs from a cursor: {resyncs}",
         SLOW_PAUSE.as_secs(),
         slow_missed[0],
-        slow_missed[1]
+        slow_dups[0],
+        slow_missed[1],
+        slow_dups[1],
+        slow_hints_missed,
     );
     let checks = [
         ("p99 <= 100 ms", p99 <= 100.0),
         ("peak RSS <= 250 MB", peak_mb <= 250.0),
         ("no stream dropped", dropped == 0),
-        ("no event missed", missed == 0 && slow_missed == [0, 0]),
+        (
+            "no event missed",
+            missed == 0 && slow_missed == [0, 0] && slow_hints_missed == 0,
+        ),
+        (
+            "no change delivered twice",
+            duplicates == 0 && slow_dups == [0, 0],
+        ),
         ("no push failed", failed == 0),
-        ("the slow readers were resynced", resyncs >= 1.0),
+        (
+            "the slow readers were resynced",
+            !with_slow || resyncs >= 1.0,
+        ),
     ];
     let mut ok = true;
     for (what, pass) in checks {

@@ -83,9 +83,10 @@ pub struct Config {
     /// Interval of the `: heartbeat` comments on SSE streams (tests shorten it).
     #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 30_000, hide = true)]
     pub sse_heartbeat_ms: u64,
-    /// Notifications a live stream may fall behind by before it re-reads from its cursor
-    /// (tests shrink it).
-    #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 1024, hide = true)]
+    /// Notifications a live stream may fall behind by on the feed of its user (and the feed's
+    /// router on the announcements of all pushes) before it re-reads from its cursor (tests
+    /// and the load harness shrink it).
+    #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 256, hide = true)]
     pub broadcast_capacity: usize,
     /// Development mode: allows running without auth configuration (a random HS256 secret is
     /// generated) and enables `POST /dev/token {userId}`. Never use in production.

@@ -22,6 +22,7 @@ pub mod billing;
 mod cache;
 pub mod config;
 pub mod error;
+pub mod feed;
 mod limits;
 pub mod memberships;
 pub mod metrics;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub rate: Arc<rate::RateLimits>,
     pub metrics: Arc<metrics::Metrics>,
     pub events: broadcast::Sender<Arc<PushEvent>>,
+    /// What live streams subscribe to: the announcements routed to the users they concern.
+    pub feed: Arc<feed::Feed>,
     /// Flips to `true` when the server shuts down: live streams end so that in-flight
     /// requests can finish and the process can exit.
     pub shutdown: watch::Receiver<bool>,
@@ -170,6 +173,7 @@ impl AppState {
                     (config.rate_limit_ip_per_minute, config.rate_limit_ip_burst),
                 )),
                 metrics: Arc::new(metrics::Metrics::new()),
+                feed: feed::Feed::new(events.clone(), config.broadcast_capacity),
                 events,
                 shutdown: rx,
                 max_schema_version: config.max_schema_version,

@@ -23,9 +23,10 @@ use futures_util::Stream;
 use mana_sync::protocol::PullResponse;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::error::AppError;
+use crate::feed::{Note, Subscription};
 use crate::metrics::{Live, Metrics};
 use crate::store::{PageQuery, Store};
 use crate::sync::{check_app_id, parse_collections, parse_cursor, DEFAULT_LIMIT};
@@ -45,7 +46,7 @@ pub struct StreamParams {
 struct SseState {
     store: Arc<dyn Store>,
     query: PageQuery,
-    rx: broadcast::Receiver<Arc<PushEvent>>,
+    feed: Subscription,
     shutdown: watch::Receiver<bool>,
     /// The stream ends when its token expires; the client reconnects with a fresh one.
     expires: tokio::time::Instant,
@@ -83,7 +84,7 @@ pub async fn sse(
         .map(str::to_owned);
     let since = parse_cursor(last_event_id.as_deref().or(p.since.as_deref()))?;
     // Subscribe before reading the backlog, so nothing committed in between is missed.
-    let rx = st.events.subscribe();
+    let feed = st.feed.subscribe(&viewer);
     let state = SseState {
         store: st.store.clone(),
         query: PageQuery {
@@ -94,7 +95,7 @@ pub async fn sse(
             limit: DEFAULT_LIMIT,
             exclude_client: p.client_id.filter(|c| !c.is_empty()),
         },
-        rx,
+        feed,
         shutdown: st.shutdown.clone(),
         expires: crate::auth::expiry_instant(claims.exp),
         catching_up: true,
@@ -170,17 +171,17 @@ async fn next_event(mut s: SseState) -> Option<(Result<Event, Infallible>, SseSt
         tokio::select! {
             _ = wait_shutdown(&mut s.shutdown) => return None,
             _ = tokio::time::sleep_until(s.expires) => return None,
-            r = s.rx.recv() => match r {
-                Ok(ev) => {
+            r = s.feed.rx.recv() => match r {
+                Ok(Note::Push(ev)) => {
                     if s.concerns(&ev) {
                         s.catching_up = true;
                         s.woken_by.get_or_insert(ev.committed);
                     }
                 }
-                Err(RecvError::Lagged(skipped)) => {
+                Ok(Note::Resync) | Err(RecvError::Lagged(_)) => {
                     // Fell behind the live feed: the page read from the cursor has it all.
                     s.metrics.lagged.inc();
-                    tracing::debug!(skipped, "SSE stream fell behind: resyncing from its cursor");
+                    tracing::debug!("SSE stream fell behind: resyncing from its cursor");
                     s.catching_up = true;
                 }
                 Err(RecvError::Closed) => return None,

@@ -21,6 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{authenticate, ClientIp};
 use crate::error::AppError;
+use crate::feed::Note;
 use crate::metrics::{Live, Metrics};
 use crate::store::Viewer;
 use crate::sync::check_app_id;
@@ -31,6 +32,7 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// bigger message or frame closes the socket instead of being buffered (the default would be
 /// 64 MiB per socket, before authentication).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +80,11 @@ pub async fn ws_app(
 fn capped(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        // tungstenite zero-fills its whole read buffer before every read attempt, and a live
+        // socket is polled each time the push feed wakes it: with the default 128 KiB that was
+        // 128 MB of memset per push at 1,000 sockets, half the server's CPU (BENCHMARKS.md,
+        // "Load harness"). Client frames are small; a bigger one grows the buffer as needed.
+        .read_buffer_size(READ_BUFFER_BYTES)
         // What the server writes is small too; a reader that stops reading is dropped rather
         // than buffered for.
         .max_write_buffer_size(1024 * 1024)
@@ -154,7 +161,7 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
     };
     let viewer = st.memberships.viewer(&user_id).await;
     // Subscribe before saying ready: every push after `auth-ok` is announced.
-    let mut rx = st.events.subscribe();
+    let mut feed = st.feed.subscribe(&viewer);
     // Where a resync after falling behind reads from: everything up to it was committed before
     // the subscription (the client pulls that itself on connect) or announced by a resync. It
     // moves only with resyncs, never with notifications: those arrive in the order pushes
@@ -204,19 +211,19 @@ async fn run(st: AppState, mut socket: WebSocket, app: Option<String>, p: WsPara
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
-            ev = rx.recv() => {
+            ev = feed.rx.recv() => {
                 let mut committed = None;
                 let tables = match ev {
-                    Ok(ev) => {
+                    Ok(Note::Push(ev)) => {
                         committed = Some(ev.committed);
                         tables_for(&ev, &viewer, app.as_deref(), client_id.as_deref())
                     }
-                    Err(RecvError::Lagged(skipped)) => {
+                    Ok(Note::Resync) | Err(RecvError::Lagged(_)) => {
                         // Fell behind the live feed: ask the store what changed since the last
                         // resync. The head is read first, so every change up to it is in the
                         // answer; the next resync starts there.
                         st.metrics.lagged.inc();
-                        tracing::debug!(skipped, "websocket fell behind: resyncing from the log");
+                        tracing::debug!("websocket fell behind: resyncing from the log");
                         let resynced = async {
                             let head = st.store.head().await?;
                             let tables = st

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
+use common::ws::{next_json, Ws};
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use mana_sync::Change;
 use mana_sync_server::{AppState, Config};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 const KEY: &str = "svc-key-for-tests";
 
@@ -239,13 +238,13 @@ async fn a_member_is_told_of_a_push_into_their_space_over_websocket() {
             )],
         )
         .await;
-    let frame = next_frame(&mut bob_ws, Duration::from_secs(5)).await;
+    let frame = next_json(&mut bob_ws, Duration::from_secs(5)).await;
     assert_eq!(
         frame,
         Some(json!({"type": "sync-available", "appId": "notes", "table": "tasks"}))
     );
     assert_eq!(
-        next_frame(&mut carol_ws, Duration::from_millis(300)).await,
+        next_json(&mut carol_ws, Duration::from_millis(300)).await,
         None,
         "a non-member is not told"
     );
@@ -546,38 +545,6 @@ async fn billing_answers_are_cached_per_user() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_ws(s: &TestServer, user: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(s.ws_url("/ws"))
-        .await
-        .unwrap();
-    ws.send(Message::text(
-        json!({"type": "auth", "token": token(user, 3600), "clientId": format!("{user}-ws")})
-            .to_string(),
-    ))
-    .await
-    .unwrap();
-    let ok = next_frame(&mut ws, Duration::from_secs(5)).await;
-    assert_eq!(
-        ok.as_ref().map(|f| f["type"].clone()),
-        Some(json!("auth-ok")),
-        "{ok:?}"
-    );
-    ws
-}
-
-async fn next_frame(ws: &mut Ws, within: Duration) -> Option<Value> {
-    tokio::time::timeout(within, async {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).ok();
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
+    common::ws::open_ws(&s.ws_url("/ws"), &token(user, 3600), &format!("{user}-ws")).await
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::bin::dev_token;
 use common::{event_id, hlc, SseReader};
 use serde_json::{json, Value};
 
@@ -18,20 +19,6 @@ fn command(db: &Path) -> Command {
 /// Starts the binary with `--dev` and returns it with its base URL (read from stdout).
 fn start(db: &Path) -> (Child, String) {
     common::bin::spawn_listening(command(db).arg("--dev"))
-}
-
-async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let r = http
-        .post(format!("{base}/dev/token"))
-        .json(&json!({"userId": user}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::common::bin::dev_token;
 use crate::common::bin::{server_command, spawn_listening, KillOnDrop};
 use crate::common::{event_id, hlc};
 use serde_json::{json, Value};
@@ -36,20 +37,6 @@ pub fn start(database_url: &str) -> (KillOnDrop, String) {
 pub fn kill9(child: &mut KillOnDrop) {
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
-}
-
-pub async fn dev_token(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let r = http
-        .post(format!("{base}/dev/token"))
-        .json(&json!({"userId": user}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// What the test knows was acknowledged.

@@ -176,3 +176,102 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LoggedChange;
+
+    fn viewer(user: &str, spaces: &[&str]) -> Viewer {
+        let mut v = Viewer::personal(user);
+        v.spaces.extend(spaces.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// A push of one change by `author`, in `space` (or the author's personal space).
+    fn push(author: &str, space: Option<&str>, seq: i64) -> Arc<PushEvent> {
+        Arc::new(PushEvent {
+            committed: std::time::Instant::now(),
+            app_id: "notes".into(),
+            client_id: "c".into(),
+            changes: vec![LoggedChange {
+                table: "notes".into(),
+                id: format!("n{seq}"),
+                seq,
+                author: author.into(),
+                space_id: space.map(Into::into),
+            }],
+        })
+    }
+
+    /// The next note's sequence number (`None` for a resync).
+    async fn next(s: &mut Subscription) -> Result<Option<i64>, RecvError> {
+        s.rx.recv().await.map(|n| match n {
+            Note::Push(ev) => Some(ev.changes[0].seq),
+            Note::Resync => None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_push_reaches_its_author_and_the_members_of_its_space_only() {
+        let (events, _) = broadcast::channel(16);
+        let feed = Feed::new(events.clone(), 16);
+        let mut alice = feed.subscribe(&viewer("alice", &["team"]));
+        let mut bob = feed.subscribe(&viewer("bob", &["team"]));
+        let mut carol = feed.subscribe(&viewer("carol", &[]));
+        events.send(push("alice", Some("team"), 1)).unwrap();
+        events.send(push("alice", None, 2)).unwrap();
+        events.send(push("carol", None, 3)).unwrap();
+        assert_eq!(next(&mut alice).await, Ok(Some(1)));
+        assert_eq!(next(&mut alice).await, Ok(Some(2)));
+        assert_eq!(next(&mut bob).await, Ok(Some(1)));
+        // The router handles announcements in order: carol's first note being 3 means 1 and 2
+        // never went to her; bob is not told of alice's personal push or of carol's.
+        assert_eq!(next(&mut carol).await, Ok(Some(3)));
+        events.send(push("bob", None, 4)).unwrap();
+        assert_eq!(next(&mut bob).await, Ok(Some(4)));
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_reading_lags_its_own_feed_without_holding_up_the_others() {
+        let (events, _) = broadcast::channel(16);
+        let feed = Feed::new(events.clone(), 4);
+        let mut slow = feed.subscribe(&viewer("alice", &["team"]));
+        let mut other = feed.subscribe(&viewer("bob", &["team"]));
+        for seq in 1..=10 {
+            events.send(push("alice", Some("team"), seq)).unwrap();
+            // Routed (the router keeps up): bob, reading, gets every push and no resync.
+            assert_eq!(next(&mut other).await, Ok(Some(seq)));
+        }
+        assert_eq!(next(&mut slow).await, Err(RecvError::Lagged(6)));
+        assert_eq!(next(&mut slow).await, Ok(Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_router_that_falls_behind_tells_every_stream_to_resync() {
+        let (events, _) = broadcast::channel(2);
+        let feed = Feed::new(events.clone(), 64);
+        let mut alice = feed.subscribe(&viewer("alice", &[]));
+        let mut bob = feed.subscribe(&viewer("bob", &[]));
+        // Sent before the router runs: it misses some, and whose they were is unknown.
+        for seq in 1..=5 {
+            events.send(push("carol", None, seq)).unwrap();
+        }
+        assert_eq!(next(&mut alice).await, Ok(None));
+        assert_eq!(next(&mut bob).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn dropped_subscriptions_leave_no_routes_behind() {
+        let (events, _) = broadcast::channel(16);
+        let feed = Feed::new(events.clone(), 16);
+        let a = feed.subscribe(&viewer("alice", &["team"]));
+        let b = feed.subscribe(&viewer("alice", &["team", "other"]));
+        drop(a);
+        assert_eq!(feed.routes().users["alice"].streams, 1);
+        assert_eq!(feed.routes().spaces["team"]["alice"], 1);
+        drop(b);
+        let r = feed.routes();
+        assert!(r.users.is_empty() && r.spaces.is_empty(), "{:?}", r.spaces);
+    }
+}

@@ -1,9 +1,15 @@
 # `make test` is what CI runs (.ci/run). Every step is a small script in scripts/ci/,
 # so the same step runs the same way locally and in CI.
+# A clean clone is built once: incremental caches would only take disk (CI runs on a clean clone).
+ifdef CI
+export CARGO_INCREMENTAL = 0
+endif
+
 .PHONY: test install lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package demo bench fuzz fault load
 
 test: install
 	@start=$$(date +%s); \
+	echo "== disk: $$(df -h . | awk 'NR==2 {print $$4 " free of " $$2}')"; \
 	for step in lint test-native test-browser test-tabs test-fault-browser test-server test-fuzz test-demo test-package; do \
 	  t0=$$(date +%s); echo "== $$step"; \
 	  bash scripts/ci/$$step.sh || exit 1; \

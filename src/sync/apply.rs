@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::clock::{same_device, Hlc};
 use crate::crypto::{is_encrypted, EncryptionRegistry, FieldCipher};
+use crate::field_meta;
 use crate::merge::{self, meta_entry, RecordState};
-use crate::protocol::{Change, Conflict, FIELD_ID};
+use crate::protocol::{Change, Conflict, Op, ProtocolError, FIELD_ID, FIELD_META, FIELD_SPACE_ID};
 use crate::records::{store_meta, take_meta, RecordError};
 
 /// The outcome for one record.
@@ -31,6 +32,25 @@ pub struct Merged {
 /// this device, in any of its tabs (a remote value beating another remote value is no one's
 /// lost edit).
 pub fn merge_into(
+    stored: Option<Value>,
+    id: &str,
+    changes: &[&Change],
+    own_node: u64,
+) -> Result<Merged, RecordError> {
+    if let (None, [only]) = (&stored, changes) {
+        if only.op == Op::Insert {
+            return Ok(Merged {
+                stored: first_insert(id, only)?,
+                conflicts: Vec::new(),
+                if_pending: Vec::new(),
+            });
+        }
+    }
+    merge_general(stored, id, changes, own_node)
+}
+
+/// [`merge_into`] through the shared merge state, for any stored record and changes.
+fn merge_general(
     stored: Option<Value>,
     id: &str,
     changes: &[&Change],
@@ -127,6 +147,50 @@ pub fn merge_into(
     })
 }
 
+/// [`merge_into`] of one insert into no stored record (most of a first sync): the record is the
+/// insert's data with one `__fieldMeta` entry for every field, as the general path would
+/// store it, without building the merge state (no conflict is possible).
+fn first_insert(id: &str, change: &Change) -> Result<Option<Map<String, Value>>, RecordError> {
+    let invalid = |e: ProtocolError| RecordError::InvalidRecord(e.to_string());
+    let data = change
+        .data
+        .as_ref()
+        .ok_or(ProtocolError::MissingData)
+        .map_err(invalid)?;
+    let at_str = change
+        .updated_at
+        .as_deref()
+        .ok_or(ProtocolError::MissingTimestamp {
+            op: "insert",
+            field: "updatedAt",
+        })
+        .map_err(invalid)?;
+    let at = Hlc::parse(at_str)
+        .map_err(|_| ProtocolError::InvalidTimestamp {
+            field: "updatedAt".into(),
+            value: at_str.chars().take(64).collect(),
+        })
+        .map_err(invalid)?;
+    let mut record = Map::new();
+    record.insert(FIELD_ID.into(), Value::String(id.into()));
+    for (name, value) in data {
+        if name != FIELD_ID && name != FIELD_META {
+            record.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(space) = &change.space_id {
+        if !data.contains_key(FIELD_SPACE_ID) {
+            record.insert(FIELD_SPACE_ID.into(), Value::String(space.clone()));
+        }
+    }
+    if record.len() == 1 {
+        return Ok(None); // nothing but the id: the general path stores nothing either
+    }
+    let entry = meta_entry(at, change.actor.as_ref());
+    record.insert(FIELD_META.into(), field_meta::uniform(&entry));
+    Ok(Some(record))
+}
+
 /// Of the conflicts found while applying, those that cost this device an edit: the overwritten
 /// value is still in the pending queue (`pending`: the changes not yet acknowledged). A value
 /// the server had acknowledged and another device overwrote later is that device editing after
@@ -154,11 +218,35 @@ pub fn unacknowledged(conflicts: Vec<Conflict>, pending: &[Change]) -> Vec<Confl
 /// The greatest timestamp among `changes` (the clock observes it, so that a later local
 /// write beats what was pulled).
 pub fn max_hlc(changes: &[Change]) -> Option<Hlc> {
-    changes
-        .iter()
-        .filter_map(|c| merge::field_writes(c).ok())
-        .flat_map(|w| w.into_iter().map(|(_, f)| f.at))
-        .max()
+    changes.iter().filter_map(latest_write).max()
+}
+
+/// The latest timestamp of the field writes a change carries ([`merge::field_writes`]'s),
+/// read without copying their values; `None` for a change it rejects or that writes nothing.
+fn latest_write(c: &Change) -> Option<Hlc> {
+    let parse = |s: &str| Hlc::parse(s).ok();
+    match c.op {
+        Op::Insert => {
+            let data = c.data.as_ref()?;
+            let at = parse(c.updated_at.as_deref()?)?;
+            let writes =
+                c.space_id.is_some() || data.keys().any(|k| k != FIELD_ID && k != FIELD_META);
+            writes.then_some(at)
+        }
+        Op::Update => {
+            let fields = c.fields.as_ref()?;
+            let mut max = None;
+            for (name, f) in fields {
+                if name == FIELD_ID || name == FIELD_META {
+                    return None;
+                }
+                max = max.max(Some(parse(&f.updated_at)?));
+            }
+            max
+        }
+        Op::Delete => parse(c.deleted_at.as_deref()?),
+        Op::Unknown => None,
+    }
 }
 
 /// Groups a page's changes by record, keeping server order within a record and the order in
@@ -211,6 +299,73 @@ mod tests {
     use super::*;
     use crate::clock::tab_node;
     use serde_json::json;
+
+    fn change(v: Value) -> Change {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_first_insert_is_stored_as_the_shared_merge_stores_it() {
+        let at = Hlc::new(1_000, 3, 7).unwrap().to_string();
+        let inserts = [
+            json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                   "data": {"id": "n1", "title": "t", "n": 2, "pinned": true},
+                   "updatedAt": at, "spaceId": "_personal:u"}),
+            // Data naming its space, an actor, a stray __fieldMeta, no spaceId.
+            json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                   "data": {"id": "n1", "spaceId": "s", "__fieldMeta": "x", "a": null},
+                   "updatedAt": at, "spaceId": "other", "actor": {"kind": "ai"}}),
+            json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                   "data": {"id": "n1", "a": {"b": [1]}}, "updatedAt": at}),
+            // Nothing but the id: nothing stored.
+            json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                   "data": {"id": "n1"}, "updatedAt": at}),
+        ];
+        for v in inserts {
+            let c = change(v);
+            let fast = merge_into(None, "n1", &[&c], 1).unwrap();
+            assert_eq!(fast, merge_general(None, "n1", &[&c], 1).unwrap(), "{c:?}");
+        }
+        let bad = change(
+            json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                                "data": {"id": "n1", "a": 1}, "updatedAt": "nope"}),
+        );
+        assert!(merge_into(None, "n1", &[&bad], 1).is_err());
+        assert!(merge_general(None, "n1", &[&bad], 1).is_err());
+    }
+
+    #[test]
+    fn max_hlc_is_the_latest_field_write() {
+        let hlc = |ms: u64| Hlc::new(ms, 0, 9).unwrap().to_string();
+        let changes = [
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "insert",
+                   "data": {"id": "a", "x": 1}, "updatedAt": hlc(5)}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "insert",
+                   "data": {"id": "a"}, "updatedAt": hlc(90)}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "insert",
+                   "data": {"id": "a"}, "updatedAt": hlc(7), "spaceId": "s"}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "update",
+                   "fields": {"x": {"value": 1, "updatedAt": hlc(8)},
+                              "y": {"value": 2, "updatedAt": hlc(6)}}}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "update",
+                   "fields": {"x": {"value": 1, "updatedAt": hlc(95)}, "id": {"value": 1, "updatedAt": hlc(1)}}}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "delete", "deletedAt": hlc(9)}),
+            json!({"eventId": "e", "table": "t", "id": "a", "op": "delete", "deletedAt": "bad"}),
+        ];
+        let changes: Vec<Change> = changes.into_iter().map(change).collect();
+        let via_writes = |cs: &[Change]| {
+            cs.iter()
+                .filter_map(|c| merge::field_writes(c).ok())
+                .flat_map(|w| w.into_iter().map(|(_, f)| f.at))
+                .max()
+        };
+        for i in 0..changes.len() {
+            let one = &changes[i..=i];
+            assert_eq!(max_hlc(one), via_writes(one), "{:?}", one[0]);
+        }
+        assert_eq!(max_hlc(&changes), Hlc::parse(&hlc(9)).ok());
+        assert_eq!(max_hlc(&changes), via_writes(&changes));
+    }
 
     #[test]
     fn only_a_lost_edit_still_pending_is_a_conflict() {

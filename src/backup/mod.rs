@@ -56,6 +56,7 @@
 //! 256 bits) and calls [`BackupWriter::finish_sealed_with_key`] /
 //! [`OpenedArchive::unseal_with_key`]; natively [`derive_key`] gives the same bytes.
 
+mod container;
 mod entry;
 pub mod error;
 mod jsonl;

@@ -6,14 +6,14 @@
 //! AES-256-GCM(inner ZIP of the `data/` files) ‖ 16-byte tag.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Cursor, Write};
+use std::io::Write;
 
+use flate2::write::DeflateEncoder;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
+use super::container::{DosTime, Method, ZipOut};
 use super::error::{BackupError, Result};
 use super::manifest::{
     FileEntry, Manifest, PassphraseInfo, Scope, CIPHER_AES_GCM_256, FORMAT_VERSION,
@@ -84,13 +84,19 @@ struct OpenTable {
     bytes: u64,
     /// `None` when the archive will be sealed (see [`BackupWriter::for_sealing`]).
     hasher: Option<Sha256>,
+    /// `None` for a stored entry (level 0), whose bytes go straight into the ZIP.
+    deflater: Option<DeflateEncoder<Vec<u8>>>,
+    crc: crc32fast::Hasher,
 }
 
 /// Streaming writer of one `.mana` archive. See the [module docs](super) for an example.
 pub struct BackupWriter<'p> {
     info: ManifestInfo,
-    zip: ZipWriter<Cursor<Vec<u8>>>,
-    options: SimpleFileOptions,
+    /// The `data/` entries so far (the manifest goes first, so they are copied after it).
+    zip: ZipOut,
+    /// Deflate level, `None` for stored entries.
+    level: Option<u32>,
+    time: DosTime,
     current: Option<OpenTable>,
     chunk: Vec<u8>,
     seen: BTreeSet<String>,
@@ -111,20 +117,13 @@ impl<'p> BackupWriter<'p> {
 
     /// A writer with a given deflate level (0 = stored … 9 = smallest).
     pub fn with_compression_level(info: ManifestInfo, level: i64) -> Self {
-        let (method, level) = if level <= 0 {
-            (CompressionMethod::Stored, None)
-        } else {
-            (CompressionMethod::Deflated, Some(level.min(9)))
-        };
-        let options = SimpleFileOptions::default()
-            .compression_method(method)
-            .compression_level(level)
-            .last_modified_time(zip_time(&info.exported_at))
-            .unix_permissions(0o644);
+        let level = (level > 0).then(|| level.min(9) as u32);
+        let time = DosTime::from_iso(&info.exported_at);
         BackupWriter {
             info,
-            zip: ZipWriter::new(Cursor::new(Vec::new())),
-            options,
+            zip: ZipOut::new(time, 0),
+            level,
+            time,
             current: None,
             chunk: Vec::with_capacity(CHUNK + 4096),
             seen: BTreeSet::new(),
@@ -180,15 +179,24 @@ impl<'p> BackupWriter<'p> {
             )));
         }
         self.end_table()?;
-        self.zip
-            .start_file(format!("data/{name}.jsonl"), self.options)
-            .map_err(zip_err)?;
+        let deflater = match self.level {
+            Some(level) => Some(DeflateEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(level),
+            )),
+            None => {
+                self.zip.start_stored(&format!("data/{name}.jsonl"));
+                None
+            }
+        };
         self.seen.insert(name.to_string());
         self.current = Some(OpenTable {
             name: name.to_string(),
             rows: 0,
             bytes: 0,
             hasher: self.hash_files.then(Sha256::new),
+            deflater,
+            crc: crc32fast::Hasher::new(),
         });
         Ok(())
     }
@@ -265,8 +273,14 @@ impl<'p> BackupWriter<'p> {
                 h.update(&self.chunk);
             }
             t.bytes += self.chunk.len() as u64;
+            match t.deflater.as_mut() {
+                Some(d) => {
+                    t.crc.update(&self.chunk);
+                    d.write_all(&self.chunk).map_err(io_err)?;
+                }
+                None => self.zip.write(&self.chunk)?,
+            }
         }
-        self.zip.write_all(&self.chunk).map_err(io_err)?;
         self.chunk.clear();
         Ok(())
     }
@@ -274,6 +288,12 @@ impl<'p> BackupWriter<'p> {
     fn end_table(&mut self) -> Result<()> {
         self.flush_chunk()?;
         if let Some(t) = self.current.take() {
+            if let Some(d) = t.deflater {
+                let data = d.finish().map_err(io_err)?;
+                let name = format!("data/{}.jsonl", t.name);
+                self.zip
+                    .add(&name, Method::Deflated, &data, t.crc.finalize(), t.bytes);
+            }
             self.row_counts.insert(t.name.clone(), t.rows);
             if let Some(h) = t.hasher {
                 self.files.insert(
@@ -289,11 +309,11 @@ impl<'p> BackupWriter<'p> {
     }
 
     /// Close the data files; returns the ZIP of the `data/` files and the manifest so far.
-    fn finish_data(mut self) -> Result<(Vec<u8>, Manifest, Option<ProgressFn<'p>>)> {
+    fn finish_data(mut self) -> Result<(ZipOut, Manifest, Option<ProgressFn<'p>>)> {
         self.end_table()?;
         let rows = self.rows_done;
         self.report(Phase::Serialize, rows, rows.max(self.total_rows_hint));
-        let data_zip = self.zip.finish().map_err(zip_err)?.into_inner();
+        let data_zip = std::mem::replace(&mut self.zip, ZipOut::new(self.time, 0));
         let mut extra = self.info.extra;
         for owned in [
             "formatVersion",
@@ -327,21 +347,19 @@ impl<'p> BackupWriter<'p> {
 
     /// Finish an unsealed archive: `manifest.json` then the deflated `data/*.jsonl` files.
     pub fn finish_unsealed(mut self) -> Result<Vec<u8>> {
-        let options = self.options;
+        let (level, time) = (self.level, self.time);
         let readme = self.readme.take();
         let (data_zip, manifest, mut progress) = self.finish_data()?;
         let total = data_zip.len() as u64;
         let manifest_bytes = manifest.to_json_bytes()?;
-        let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
-            data_zip.len() + manifest_bytes.len() + 1024,
-        )));
-        out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
-        out.write_all(&manifest_bytes).map_err(io_err)?;
-        write_readme(&mut out, readme.as_deref(), options)?;
-        let data = ZipArchive::new(Cursor::new(data_zip)).map_err(zip_err)?;
-        // Copies the deflated entries verbatim: no second compression.
-        out.merge_archive(data).map_err(zip_err)?;
-        let bytes = out.finish().map_err(zip_err)?.into_inner();
+        let mut out = ZipOut::new(time, data_zip.len() + manifest_bytes.len() + 1024);
+        add_file(&mut out, MANIFEST_NAME, &manifest_bytes, level)?;
+        if let Some(text) = readme {
+            add_file(&mut out, README_NAME, text.as_bytes(), level)?;
+        }
+        // The deflated entries verbatim: no second compression.
+        out.append(data_zip);
+        let bytes = out.finish();
         if let Some(f) = progress.as_mut() {
             f(Progress {
                 phase: Phase::Compress,
@@ -387,13 +405,14 @@ impl<'p> BackupWriter<'p> {
     /// the returned job holds the plaintext of `data.sealed`; encrypt it with AES-256-GCM, hash
     /// it with SHA-256 and pass the ciphertext ‖ tag and the hash to [`SealJob::finish`].
     pub fn into_sealing(mut self) -> Result<SealJob<'p>> {
-        let options = self.options;
+        let (level, time) = (self.level, self.time);
         let readme = self.readme.take();
         let (inner, manifest, progress) = self.finish_data()?;
         let mut job = SealJob {
-            inner,
+            inner: inner.finish(),
             manifest,
-            options,
+            level,
+            time,
             readme,
             progress: std::cell::RefCell::new(progress),
         };
@@ -408,7 +427,8 @@ impl<'p> BackupWriter<'p> {
 pub struct SealJob<'p> {
     inner: Vec<u8>,
     manifest: Manifest,
-    options: SimpleFileOptions,
+    level: Option<u32>,
+    time: DosTime,
     readme: Option<String>,
     progress: std::cell::RefCell<Option<ProgressFn<'p>>>,
 }
@@ -459,63 +479,35 @@ impl SealJob<'_> {
             extra: Map::new(),
         });
         let manifest_bytes = self.manifest.to_json_bytes()?;
-        let options = self.options;
-        let mut out = ZipWriter::new(Cursor::new(Vec::with_capacity(
-            ciphertext.len() + manifest_bytes.len() + 1024,
-        )));
-        out.start_file(MANIFEST_NAME, options).map_err(zip_err)?;
-        out.write_all(&manifest_bytes).map_err(io_err)?;
-        write_readme(&mut out, self.readme.as_deref(), options)?;
-        out.start_file(
-            SEALED_NAME,
-            options
-                .compression_method(CompressionMethod::Stored)
-                .compression_level(None)
-                .large_file(ciphertext.len() as u64 >= u64::from(u32::MAX)),
-        )
-        .map_err(zip_err)?;
-        out.write_all(&ciphertext).map_err(io_err)?;
+        let mut out = ZipOut::new(self.time, ciphertext.len() + manifest_bytes.len() + 1024);
+        add_file(&mut out, MANIFEST_NAME, &manifest_bytes, self.level)?;
+        if let Some(text) = &self.readme {
+            add_file(&mut out, README_NAME, text.as_bytes(), self.level)?;
+        }
+        out.add_stored(SEALED_NAME, &ciphertext);
         drop(ciphertext);
-        Ok(out.finish().map_err(zip_err)?.into_inner())
+        Ok(out.finish())
     }
 }
 
-fn write_readme(
-    out: &mut ZipWriter<Cursor<Vec<u8>>>,
-    readme: Option<&str>,
-    options: SimpleFileOptions,
-) -> Result<()> {
-    if let Some(text) = readme {
-        out.start_file(README_NAME, options).map_err(zip_err)?;
-        out.write_all(text.as_bytes()).map_err(io_err)?;
-    }
-    Ok(())
-}
-
-/// The ZIP timestamp of `exportedAt` (`YYYY-MM-DDTHH:MM:SS…`), or 1980-01-01 if it does not parse:
-/// archives are byte-for-byte reproducible from the same rows, time and seal parameters.
-fn zip_time(exported_at: &str) -> DateTime {
-    let num = |r: std::ops::Range<usize>| exported_at.get(r).and_then(|s| s.parse::<u16>().ok());
-    let parts = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    );
-    if let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) = parts {
-        if let Ok(dt) =
-            DateTime::from_date_and_time(y, mo as u8, d as u8, h as u8, mi as u8, s as u8)
-        {
-            return dt;
+/// A whole small entry (the manifest, the README), deflated at `level` or stored.
+fn add_file(out: &mut ZipOut, name: &str, bytes: &[u8], level: Option<u32>) -> Result<()> {
+    match level {
+        None => out.add_stored(name, bytes),
+        Some(level) => {
+            let mut d = DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+            d.write_all(bytes).map_err(io_err)?;
+            let data = d.finish().map_err(io_err)?;
+            out.add(
+                name,
+                Method::Deflated,
+                &data,
+                crc32fast::hash(bytes),
+                bytes.len() as u64,
+            );
         }
     }
-    DateTime::DEFAULT
-}
-
-fn zip_err(e: zip::result::ZipError) -> BackupError {
-    BackupError::InvalidInput(format!("zip: {e}"))
+    Ok(())
 }
 
 fn io_err(e: std::io::Error) -> BackupError {

@@ -38,10 +38,9 @@ impl Declared {
 
 /// The compression methods a `.mana` archive may use.
 pub(crate) fn is_supported(method: CompressionMethod) -> bool {
-    matches!(
-        method,
-        CompressionMethod::Stored | CompressionMethod::Deflated
-    )
+    // The constants, not the variants: `Deflated` is only a variant with a `zip` deflate
+    // feature, which the library does not enable (it inflates with `flate2` itself).
+    method == CompressionMethod::STORE || method == CompressionMethod::DEFLATE
 }
 
 enum Decoder<R: Read> {
@@ -70,8 +69,8 @@ impl<R: Read> EntryReader<R> {
     /// tag is the authority (a changed ciphertext is tampering, not a damaged ZIP).
     pub fn new(raw: R, what: &str, declared: Declared, cap: u64, check_crc: bool) -> Result<Self> {
         let inner = match declared.method {
-            CompressionMethod::Stored => Decoder::Stored(raw),
-            CompressionMethod::Deflated => Decoder::Deflated(DeflateDecoder::new(raw)),
+            m if m == CompressionMethod::STORE => Decoder::Stored(raw),
+            m if m == CompressionMethod::DEFLATE => Decoder::Deflated(DeflateDecoder::new(raw)),
             other => return Err(unsupported(what, other)),
         };
         Ok(EntryReader {

@@ -104,7 +104,7 @@ fn unsealed_round_trip() {
     );
     assert!(names[1..]
         .iter()
-        .all(|n| n.1 == zip::CompressionMethod::Deflated));
+        .all(|n| n.1 == zip::CompressionMethod::DEFLATE));
 
     let archive = backup::open(&bytes).unwrap();
     assert!(!archive.is_sealed());
@@ -158,11 +158,8 @@ fn sealed_round_trip_and_codes() {
     assert_eq!(
         names,
         [
-            (
-                "manifest.json".to_string(),
-                zip::CompressionMethod::Deflated
-            ),
-            ("data.sealed".to_string(), zip::CompressionMethod::Stored)
+            ("manifest.json".to_string(), zip::CompressionMethod::DEFLATE),
+            ("data.sealed".to_string(), zip::CompressionMethod::STORE)
         ]
     );
     let archive = backup::open(&bytes).unwrap();

@@ -30,7 +30,7 @@ try {
   const tab = await browser.newPage();
   tab.on("console", (m) => console.log(`[page] ${m.text()}`));
   await tab.goto(url);
-  await tab.waitForFunction(() => window.__benchResults !== undefined, null, { timeout: 600_000 });
+  await tab.waitForFunction(() => window.__benchResults !== undefined, null, { timeout: Number(process.env.BENCH_TIMEOUT_MS ?? 600_000) });
   const results = await tab.evaluate(() => window.__benchResults);
   console.log(JSON.stringify(results, null, 2));
   if (results.error) process.exitCode = 1;

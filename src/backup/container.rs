@@ -4,9 +4,9 @@
 //! streamed entry are patched into its local header once it is done).
 //!
 //! Written here rather than with the `zip` crate's writer because a `.mana` archive needs only
-//! stored and deflated entries, and the wasm package is far smaller without that writer and its
-//! compressors (BENCHMARKS.md, "Package size"). Deflate is the caller's: an entry's bytes arrive
-//! already compressed ([`ZipOut::add`]) or through [`ZipOut::write`] for a stored entry. Reading
+//! stored and deflated entries, and the wasm package is 39 KB (gzipped) smaller without that
+//! writer (BENCHMARKS.md, "Package size"). Deflate is the caller's (`flate2`): an entry's bytes
+//! arrive already compressed ([`ZipOut::add`]) or through [`ZipOut::write`] for a stored entry. Reading
 //! stays with the `zip` crate (and `layout`), which the tests also use to check what is written
 //! here.
 
@@ -56,7 +56,14 @@ impl DosTime {
     };
 
     /// `None` outside 1980–2107 or for an impossible field.
-    pub fn new(year: u16, month: u16, day: u16, hour: u16, minute: u16, second: u16) -> Option<Self> {
+    pub fn new(
+        year: u16,
+        month: u16,
+        day: u16,
+        hour: u16,
+        minute: u16,
+        second: u16,
+    ) -> Option<Self> {
         let ok = (1980..=2107).contains(&year)
             && (1..=12).contains(&month)
             && (1..=31).contains(&day)
@@ -72,7 +79,14 @@ impl DosTime {
     /// From `YYYY-MM-DDTHH:MM:SS…` (the manifest's `exportedAt`), or [`Self::DEFAULT`].
     pub fn from_iso(iso: &str) -> Self {
         let num = |r: std::ops::Range<usize>| iso.get(r).and_then(|s| s.parse::<u16>().ok());
-        match (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19)) {
+        match (
+            num(0..4),
+            num(5..7),
+            num(8..10),
+            num(11..13),
+            num(14..16),
+            num(17..19),
+        ) {
             (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => {
                 Self::new(y, mo, d, h, mi, s).unwrap_or(Self::DEFAULT)
             }
@@ -227,8 +241,7 @@ impl ZipOut {
         }
         let cd_size = self.out.len() as u64 - cd_offset;
         let count = entries.len() as u64;
-        let zip64 =
-            count >= 0xFFFF || cd_offset >= ZIP64_THRESHOLD || cd_size >= ZIP64_THRESHOLD;
+        let zip64 = count >= 0xFFFF || cd_offset >= ZIP64_THRESHOLD || cd_size >= ZIP64_THRESHOLD;
         let out = &mut self.out;
         if zip64 {
             let at = out.len() as u64;
@@ -321,7 +334,14 @@ impl ZipOut {
             put32(out, e.uncompressed as u32);
         }
         put16(out, e.name.len() as u16);
-        put16(out, if extra.is_empty() { 0 } else { extra.len() as u16 + 4 });
+        put16(
+            out,
+            if extra.is_empty() {
+                0
+            } else {
+                extra.len() as u16 + 4
+            },
+        );
         put16(out, 0); // comment
         put16(out, 0); // disk
         put16(out, 0); // internal attributes
@@ -363,9 +383,11 @@ mod tests {
         out.add_stored("manifest.json", b"{}");
         out.append(inner);
         let bytes = out.finish();
-        assert!(super::super::layout::check(&bytes, &super::super::Limits::default())
-            .unwrap()
-            .is_some());
+        assert!(
+            super::super::layout::check(&bytes, &super::super::Limits::default())
+                .unwrap()
+                .is_some()
+        );
         let mut z = zip::ZipArchive::new(Cursor::new(&bytes)).unwrap();
         assert_eq!(z.len(), 2);
         let mut s = String::new();
@@ -373,7 +395,10 @@ mod tests {
         assert_eq!(f.name().unwrap(), "data/a.jsonl");
         assert_eq!(f.compression(), zip::CompressionMethod::Stored);
         let t = f.last_modified().unwrap();
-        assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.second()), (2026, 11, 25, 10, 2));
+        assert_eq!(
+            (t.year(), t.month(), t.day(), t.hour(), t.second()),
+            (2026, 11, 25, 10, 2)
+        );
         f.read_to_string(&mut s).unwrap();
         assert_eq!(s, "{\"id\":1}\n{\"id\":2}\n");
         drop(f);

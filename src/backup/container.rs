@@ -406,6 +406,32 @@ mod tests {
         assert!(s.ends_with("{}"));
     }
 
+    /// More than 65,535 entries need the zip64 end record: the zip crate and our own layout
+    /// check (with a raised entry limit) must both find every entry through it.
+    #[test]
+    fn zip64_end_record_for_many_entries() {
+        const N: usize = 70_000;
+        let mut out = ZipOut::new(DosTime::DEFAULT, 0);
+        for i in 0..N {
+            out.add_stored(&format!("e{i}"), i.to_string().as_bytes());
+        }
+        let bytes = out.finish();
+        let limits = super::super::Limits {
+            max_entries: 100_000,
+            ..Default::default()
+        };
+        assert!(super::super::layout::check(&bytes, &limits)
+            .unwrap()
+            .is_some());
+        let mut z = zip::ZipArchive::new(Cursor::new(&bytes)).unwrap();
+        assert_eq!(z.len(), N);
+        let mut s = String::new();
+        let mut f = z.by_index(N - 1).unwrap();
+        assert_eq!(f.name().unwrap(), format!("e{}", N - 1));
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, (N - 1).to_string());
+    }
+
     #[test]
     fn dos_times() {
         assert_eq!(DosTime::from_iso("garbage"), DosTime::DEFAULT);

@@ -298,6 +298,8 @@ pub fn open_conflicts(
 mod tests {
     use super::*;
     use crate::clock::tab_node;
+    #[cfg(not(target_arch = "wasm32"))]
+    use proptest::strategy::Strategy;
     use serde_json::json;
 
     fn change(v: Value) -> Change {
@@ -332,6 +334,55 @@ mod tests {
         );
         assert!(merge_into(None, "n1", &[&bad], 1).is_err());
         assert!(merge_general(None, "n1", &[&bad], 1).is_err());
+    }
+
+    // proptest is a native dev-dependency only.
+    #[cfg(not(target_arch = "wasm32"))]
+    proptest::proptest! {
+        /// The first-insert shortcut and the general merge agree on any insert into no stored
+        /// record, and `max_hlc` on any change: random field names (the reserved ones among
+        /// them), values, spaces, actors and timestamps, valid or not.
+        #[test]
+        fn the_first_insert_shortcut_agrees_with_the_merge(
+            fields in proptest::collection::btree_map(
+                proptest::sample::select(vec!["id", "__fieldMeta", "spaceId", "a", "b", "deletedAt"]),
+                proptest::prop_oneof![
+                    proptest::strategy::Just(Value::Null),
+                    proptest::prelude::any::<i64>().prop_map(Value::from),
+                    "[a-z]{0,3}".prop_map(Value::from),
+                ],
+                0..6,
+            ),
+            space in proptest::option::of("[a-z_:]{1,6}"),
+            actor in proptest::option::of(proptest::strategy::Just(json!({"kind": "ai"}))),
+            ms in 0u64..2_000,
+            valid in proptest::prelude::any::<bool>(),
+        ) {
+            let at = if valid { Hlc::new(ms, 1, 5).unwrap().to_string() } else { format!("t{ms}") };
+            let mut data: Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            data.insert("id".into(), json!("n1"));
+            let mut v = json!({"eventId": "e", "table": "notes", "id": "n1", "op": "insert",
+                               "data": data, "updatedAt": at});
+            if let Some(space) = space {
+                v["spaceId"] = json!(space);
+            }
+            if let Some(actor) = actor {
+                v["actor"] = actor;
+            }
+            let c = change(v);
+            let fast = merge_into(None, "n1", &[&c], 1);
+            let general = merge_general(None, "n1", &[&c], 1);
+            match (&fast, &general) {
+                (Ok(f), Ok(g)) => proptest::prop_assert_eq!(f, g),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "{fast:?} vs {general:?} for {c:?}"),
+            }
+            let via_writes = merge::field_writes(&c)
+                .ok()
+                .and_then(|w| w.into_iter().map(|(_, f)| f.at).max());
+            proptest::prop_assert_eq!(max_hlc(std::slice::from_ref(&c)), via_writes);
+        }
     }
 
     #[test]

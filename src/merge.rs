@@ -224,14 +224,29 @@ fn beats(a: &FieldState, b: &FieldState) -> bool {
         == Ordering::Greater
 }
 
+fn parse_hlc(field: &str, s: &str) -> Result<Hlc, ProtocolError> {
+    Hlc::parse(s).map_err(|_| ProtocolError::InvalidTimestamp {
+        field: field.to_owned(),
+        value: s.chars().take(64).collect(),
+    })
+}
+
+/// An insert's data and timestamp, refused as [`field_writes`] refuses them.
+pub fn insert_parts(change: &Change) -> Result<(&Map<String, Value>, Hlc), ProtocolError> {
+    let data = change.data.as_ref().ok_or(ProtocolError::MissingData)?;
+    let at_str = change
+        .updated_at
+        .as_deref()
+        .ok_or(ProtocolError::MissingTimestamp {
+            op: "insert",
+            field: "updatedAt",
+        })?;
+    Ok((data, parse_hlc("updatedAt", at_str)?))
+}
+
 /// The field writes a change carries, each with its own timestamp.
 pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, ProtocolError> {
-    let parse = |field: &str, s: &str| {
-        Hlc::parse(s).map_err(|_| ProtocolError::InvalidTimestamp {
-            field: field.to_owned(),
-            value: s.chars().take(64).collect(),
-        })
-    };
+    let parse = parse_hlc;
     let entry = |value: Value, at: Hlc| FieldState {
         value,
         at,
@@ -240,15 +255,7 @@ pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, Protoc
     let mut out = Vec::new();
     match change.op {
         Op::Insert => {
-            let data = change.data.as_ref().ok_or(ProtocolError::MissingData)?;
-            let at_str = change
-                .updated_at
-                .as_deref()
-                .ok_or(ProtocolError::MissingTimestamp {
-                    op: "insert",
-                    field: "updatedAt",
-                })?;
-            let at = parse("updatedAt", at_str)?;
+            let (data, at) = insert_parts(change)?;
             for (name, value) in data {
                 if name != FIELD_ID && name != FIELD_META {
                     out.push((name.clone(), entry(value.clone(), at)));

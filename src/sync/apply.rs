@@ -152,25 +152,7 @@ fn merge_general(
 /// store it, without building the merge state (no conflict is possible).
 fn first_insert(id: &str, change: &Change) -> Result<Option<Map<String, Value>>, RecordError> {
     let invalid = |e: ProtocolError| RecordError::InvalidRecord(e.to_string());
-    let data = change
-        .data
-        .as_ref()
-        .ok_or(ProtocolError::MissingData)
-        .map_err(invalid)?;
-    let at_str = change
-        .updated_at
-        .as_deref()
-        .ok_or(ProtocolError::MissingTimestamp {
-            op: "insert",
-            field: "updatedAt",
-        })
-        .map_err(invalid)?;
-    let at = Hlc::parse(at_str)
-        .map_err(|_| ProtocolError::InvalidTimestamp {
-            field: "updatedAt".into(),
-            value: at_str.chars().take(64).collect(),
-        })
-        .map_err(invalid)?;
+    let (data, at) = merge::insert_parts(change).map_err(invalid)?;
     let mut record = Map::new();
     record.insert(FIELD_ID.into(), Value::String(id.into()));
     for (name, value) in data {

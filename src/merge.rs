@@ -231,22 +231,18 @@ fn parse_hlc(field: &str, s: &str) -> Result<Hlc, ProtocolError> {
     })
 }
 
-/// An insert's data and timestamp, refused as [`field_writes`] refuses them.
-pub fn insert_parts(change: &Change) -> Result<(&Map<String, Value>, Hlc), ProtocolError> {
-    let data = change.data.as_ref().ok_or(ProtocolError::MissingData)?;
-    let at_str = change
-        .updated_at
-        .as_deref()
-        .ok_or(ProtocolError::MissingTimestamp {
-            op: "insert",
-            field: "updatedAt",
-        })?;
-    Ok((data, parse_hlc("updatedAt", at_str)?))
+/// A timestamp an op requires, as given and parsed.
+fn required_at<'a>(
+    given: Option<&'a str>,
+    op: &'static str,
+    field: &'static str,
+) -> Result<(&'a str, Hlc), ProtocolError> {
+    let at_str = given.ok_or(ProtocolError::MissingTimestamp { op, field })?;
+    Ok((at_str, parse_hlc(field, at_str)?))
 }
 
 /// The field writes a change carries, each with its own timestamp.
 pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, ProtocolError> {
-    let parse = parse_hlc;
     let entry = |value: Value, at: Hlc| FieldState {
         value,
         at,
@@ -255,7 +251,8 @@ pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, Protoc
     let mut out = Vec::new();
     match change.op {
         Op::Insert => {
-            let (data, at) = insert_parts(change)?;
+            let data = change.data.as_ref().ok_or(ProtocolError::MissingData)?;
+            let (_, at) = required_at(change.updated_at.as_deref(), "insert", "updatedAt")?;
             for (name, value) in data {
                 if name != FIELD_ID && name != FIELD_META {
                     out.push((name.clone(), entry(value.clone(), at)));
@@ -276,19 +273,12 @@ pub fn field_writes(change: &Change) -> Result<Vec<(String, FieldState)>, Protoc
                 if name == FIELD_ID || name == FIELD_META {
                     return Err(ProtocolError::ReservedField(name.clone()));
                 }
-                let at = parse(&format!("fields.{name}.updatedAt"), &f.updated_at)?;
+                let at = parse_hlc(&format!("fields.{name}.updatedAt"), &f.updated_at)?;
                 out.push((name.clone(), entry(f.value.clone(), at)));
             }
         }
         Op::Delete => {
-            let at_str = change
-                .deleted_at
-                .as_deref()
-                .ok_or(ProtocolError::MissingTimestamp {
-                    op: "delete",
-                    field: "deletedAt",
-                })?;
-            let at = parse("deletedAt", at_str)?;
+            let (at_str, at) = required_at(change.deleted_at.as_deref(), "delete", "deletedAt")?;
             out.push((
                 FIELD_DELETED_AT.into(),
                 entry(Value::String(at_str.into()), at),

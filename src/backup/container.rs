@@ -280,10 +280,10 @@ impl ZipOut {
         }
     }
 
-    fn local_header(&mut self, e: &Entry) {
-        let out = &mut self.out;
-        put32(out, LOCAL_SIG);
-        put16(out, Self::version_needed(e, e.zip64_sizes));
+    /// The fields a local header and a central record share, in the same order (APPNOTE
+    /// 4.3.7 and 4.3.12): version needed to extract through the name's length.
+    fn shared_fields(out: &mut Vec<u8>, e: &Entry, zip64: bool) {
+        put16(out, Self::version_needed(e, zip64));
         put16(out, 0); // flags: ASCII names, no descriptor
         put16(out, e.method.code());
         put16(out, e.time.time);
@@ -297,6 +297,12 @@ impl ZipOut {
             put32(out, e.uncompressed as u32);
         }
         put16(out, e.name.len() as u16);
+    }
+
+    fn local_header(&mut self, e: &Entry) {
+        let out = &mut self.out;
+        put32(out, LOCAL_SIG);
+        Self::shared_fields(out, e, e.zip64_sizes);
         put16(out, if e.zip64_sizes { 20 } else { 0 });
         out.extend_from_slice(e.name.as_bytes());
         if e.zip64_sizes {
@@ -320,20 +326,7 @@ impl ZipOut {
         let out = &mut self.out;
         put32(out, CENTRAL_SIG);
         put16(out, MADE_BY);
-        put16(out, Self::version_needed(e, e.zip64_sizes || big_offset));
-        put16(out, 0);
-        put16(out, e.method.code());
-        put16(out, e.time.time);
-        put16(out, e.time.date);
-        put32(out, e.crc32);
-        if e.zip64_sizes {
-            put32(out, u32::MAX);
-            put32(out, u32::MAX);
-        } else {
-            put32(out, e.compressed as u32);
-            put32(out, e.uncompressed as u32);
-        }
-        put16(out, e.name.len() as u16);
+        Self::shared_fields(out, e, e.zip64_sizes || big_offset);
         put16(
             out,
             if extra.is_empty() {

@@ -11,7 +11,7 @@ use crate::clock::{same_device, Hlc};
 use crate::crypto::{is_encrypted, EncryptionRegistry, FieldCipher};
 use crate::field_meta;
 use crate::merge::{self, meta_entry, RecordState};
-use crate::protocol::{Change, Conflict, Op, ProtocolError, FIELD_ID, FIELD_META, FIELD_SPACE_ID};
+use crate::protocol::{Change, Conflict, Op, FIELD_ID, FIELD_META};
 use crate::records::{store_meta, take_meta, RecordError};
 
 /// The outcome for one record.
@@ -148,28 +148,23 @@ fn merge_general(
 }
 
 /// [`merge_into`] of one insert into no stored record (most of a first sync): the record is the
-/// insert's data with one `__fieldMeta` entry for every field, as the general path would
-/// store it, without building the merge state (no conflict is possible).
+/// insert's field writes ([`merge::field_writes`], the rule every path uses) with one
+/// `__fieldMeta` entry for them all, as the general path would store it, without building the
+/// merge state (no conflict is possible).
 fn first_insert(id: &str, change: &Change) -> Result<Option<Map<String, Value>>, RecordError> {
-    let invalid = |e: ProtocolError| RecordError::InvalidRecord(e.to_string());
-    let (data, at) = merge::insert_parts(change).map_err(invalid)?;
+    let writes =
+        merge::field_writes(change).map_err(|e| RecordError::InvalidRecord(e.to_string()))?;
+    // Nothing but the id: the general path stores nothing either.
+    let Some((_, first)) = writes.first() else {
+        return Ok(None);
+    };
+    let meta = field_meta::uniform(&meta_entry(first.at, first.actor.as_ref()));
     let mut record = Map::new();
     record.insert(FIELD_ID.into(), Value::String(id.into()));
-    for (name, value) in data {
-        if name != FIELD_ID && name != FIELD_META {
-            record.insert(name.clone(), value.clone());
-        }
+    for (name, write) in writes {
+        record.insert(name, write.value);
     }
-    if let Some(space) = &change.space_id {
-        if !data.contains_key(FIELD_SPACE_ID) {
-            record.insert(FIELD_SPACE_ID.into(), Value::String(space.clone()));
-        }
-    }
-    if record.len() == 1 {
-        return Ok(None); // nothing but the id: the general path stores nothing either
-    }
-    let entry = meta_entry(at, change.actor.as_ref());
-    record.insert(FIELD_META.into(), field_meta::uniform(&entry));
+    record.insert(FIELD_META.into(), meta);
     Ok(Some(record))
 }
 

@@ -4,6 +4,8 @@
 // round runs every case on every build, the builds' order alternating between rounds, so a slow
 // spell of the machine hits them alike; ratios are of the medians, to the first build.
 // Usage: node benches/browser/run.mjs 'benches/browser/ab.html?builds=…&runs=3'
+import { deleteDb, median, backupRows } from "./common.mjs";
+
 const params = new URLSearchParams(location.search);
 const RUNS = Number(params.get("runs") ?? 3);
 const ROWS = Number(params.get("rows") ?? 100_000);
@@ -12,23 +14,7 @@ const builds = (params.get("builds") ?? "pkg").split(",");
 const EXPORT_ONLY = params.has("exportOnly");
 const PASS = "bench passphrase";
 
-const deleteDb = (name) => new Promise((res) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = r.onerror = r.onblocked = () => res(); });
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const apps = (encrypted) => ({ bench: { collections: { notes: { indexes: ["updatedAt"], encrypted: encrypted ? ["title", "content"] : [] } } } });
-
-function rows(n, from = 0) {
-  // ~200 bytes of JSON each (as benches/browser/backup.mjs).
-  return Array.from({ length: n }, (_, j) => {
-    const i = from + j;
-    return {
-      id: `row-${String(i).padStart(7, "0")}`,
-      title: `Backup row ${i} with a short title`,
-      content: `Body of row ${i}: the quick brown fox jumps over the lazy dog.`,
-      updatedAt: 1_700_000_000_000 + i,
-      tags: ["a", "b"],
-    };
-  });
-}
 
 async function open(lib, encrypted) {
   const name = `ab-${Math.random()}`;
@@ -47,7 +33,7 @@ async function round(lib) {
   const out = {};
   for (const enc of EXPORT_ONLY ? [] : [true, false]) {
     const { s, name } = await open(lib, enc);
-    const [put] = await time(() => s.bulkPut("notes", rows(10_000)));
+    const [put] = await time(() => s.bulkPut("notes", backupRows(10_000)));
     const [list, all] = await time(() => s.list("notes"));
     if (all.length !== 10_000) throw new Error(`list gave ${all.length}`);
     out[`bulkPut 10k${enc ? " encrypted" : ""}`] = put;
@@ -55,10 +41,10 @@ async function round(lib) {
     await s.close(); await deleteDb(name);
   }
   const src = await open(lib, true);
-  for (let i = 0; i < ROWS; i += 10_000) await src.s.bulkPut("notes", rows(Math.min(10_000, ROWS - i), i));
+  for (let i = 0; i < ROWS; i += 10_000) await src.s.bulkPut("notes", backupRows(Math.min(10_000, ROWS - i), i));
   const [exp, bytes] = await time(() => src.s.exportBackup({ passphrase: PASS }));
   const [plain, plainBytes] = await time(() => src.s.exportBackup({}));
-  const [pack] = await time(() => lib.packBackup({ notes: rows(ROWS) }, { passphrase: PASS }));
+  const [pack] = await time(() => lib.packBackup({ notes: backupRows(ROWS) }, { passphrase: PASS }));
   Object.assign(out, {
     [`sealed export ${ROWS / 1000}k`]: exp,
     [`unsealed export ${ROWS / 1000}k`]: plain,

@@ -5,30 +5,13 @@
 // - the longest main-thread task (PerformanceObserver "longtask", i.e. > 50 ms) during the
 //   export, the import and a 10k `bulkPut`, and the longest gap between progress callbacks.
 import init, { ManaStore } from "../../pkg/mana_sync.js";
+import { req, deleteDb, median, backupRows } from "./common.mjs";
 
 const params = new URLSearchParams(location.search);
 const RUNS = Number(params.get("runs") ?? 3);
 const N = Number(params.get("rows") ?? 100_000);
 const PASS = "bench passphrase";
 const APPS = { bench: { collections: { notes: { indexes: ["updatedAt"], encrypted: ["title", "content"] } } } };
-
-const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
-const deleteDb = (name) => new Promise((res) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = r.onerror = r.onblocked = () => res(); });
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function rows(n, from = 0) {
-  // ~200 bytes of JSON each, as the backup issue's anchor.
-  return Array.from({ length: n }, (_, j) => {
-    const i = from + j;
-    return {
-      id: `row-${String(i).padStart(7, "0")}`,
-      title: `Backup row ${i} with a short title`,
-      content: `Body of row ${i}: the quick brown fox jumps over the lazy dog.`,
-      updatedAt: 1_700_000_000_000 + i,
-      tags: ["a", "b"],
-    };
-  });
-}
 
 /** Runs `fn` while watching long tasks; returns its time, the longest task and its result. */
 const DEBUG = params.has("debug");
@@ -94,8 +77,8 @@ async function round(r) {
   const srcName = `backup-bench-src-${r}-${Math.random()}`;
   const dstName = `backup-bench-dst-${r}-${Math.random()}`;
   const src = await openStore(srcName);
-  const bulk = await watched(() => src.bulkPut("notes", rows(10_000)), "bulkPut");
-  for (let i = 10_000; i < N; i += 10_000) await src.bulkPut("notes", rows(Math.min(10_000, N - i), i));
+  const bulk = await watched(() => src.bulkPut("notes", backupRows(10_000)), "bulkPut");
+  for (let i = 10_000; i < N; i += 10_000) await src.bulkPut("notes", backupRows(Math.min(10_000, N - i), i));
 
   const exportGaps = progressGaps();
   const exp = await watched(() => src.exportBackup({ passphrase: PASS, onProgress: exportGaps.fn }), "export");

@@ -1,5 +1,7 @@
 // Raw IndexedDB cost of the stored shapes the store could use (printed, never asserted):
 // what the record's __fieldMeta and the pending queue cost before any wasm runs.
+import { median } from "./common.mjs";
+
 const RUNS = Number(new URLSearchParams(location.search).get("runs") ?? 5);
 const N = 10_000;
 const HLC = "2026-11-25T10:00:00.000Z-0000-9f2c4e1a7b3d5c60";
@@ -69,7 +71,6 @@ async function run(shape, durability) {
   return { prep: tPrep - t0, write: t1 - tPrep, issue: tIssued - tPrep, getAll: t2 - t1 };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const shapes = {

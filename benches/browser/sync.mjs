@@ -5,6 +5,7 @@
 //   raw IndexedDB puts of the very rows it stored, in the same page; and the longest
 //   main-thread task meanwhile (PerformanceObserver "longtask").
 import init, { ManaStore } from "../../pkg/mana_sync.js";
+import { deleteDb, median, req } from "./common.mjs";
 
 const params = new URLSearchParams(location.search);
 const SERVER = params.get("server");
@@ -25,9 +26,6 @@ function records(n, from, run) {
   }));
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
-const deleteDb = (name) => new Promise((res) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = r.onerror = r.onblocked = () => res(); });
 
 async function token(userId) {
   const r = await fetch(`${SERVER}/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ userId }) });

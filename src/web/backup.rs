@@ -372,12 +372,11 @@ impl StoreInner {
             if rows.is_empty() {
                 continue;
             }
-            let mut local: HashMap<String, Value> = commit
-                .get_all(&table)
-                .await?
-                .into_iter()
-                .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
-                .collect();
+            // Progress goes on while the local records are read.
+            let reading = || report(&cb, Phase::Merge, done, total);
+            let mut stored = commit.get_all(&table, &reading).await?;
+            // The latest state of each repeated id, once one of its rows was merged.
+            let mut local: HashMap<String, Value> = HashMap::new();
             let mut rows = rows.into_iter();
             loop {
                 let chunk: Vec<backup::Row> = rows.by_ref().take(IMPORT_CHUNK).collect();
@@ -385,6 +384,15 @@ impl StoreInner {
                     break;
                 }
                 let n = chunk.len() as u64;
+                // This chunk's stored records, converted from the collection's read.
+                let mut chunk_stored: HashMap<String, Value> = HashMap::new();
+                for id in chunk.iter().filter_map(|row| row.get("id")?.as_str()) {
+                    if !local.contains_key(id) {
+                        if let Some(record) = stored.take(id)? {
+                            chunk_stored.insert(id.to_owned(), record);
+                        }
+                    }
+                }
                 let writes = self.prepare(None, |w| {
                     let mut out: Vec<PreparedWrite> = Vec::with_capacity(chunk.len());
                     for row in chunk {
@@ -392,11 +400,15 @@ impl StoreInner {
                         let id = id.to_string();
                         // A repeated id keeps its current state for its later rows, whether
                         // or not this row changes it.
-                        let base = if repeated.contains(&id) {
-                            local.get(&id).cloned()
-                        } else {
-                            local.remove(&id)
+                        let base = match local.get(&id) {
+                            Some(state) => Some(state.clone()),
+                            None => chunk_stored.remove(&id),
                         };
+                        if repeated.contains(&id) {
+                            if let Some(state) = &base {
+                                local.insert(id.clone(), state.clone());
+                            }
+                        }
                         if let Some(p) = w.import_row(&table, base, row)? {
                             if repeated.contains(&id) {
                                 local.insert(id, Value::Object(p.stored.clone()));

@@ -259,6 +259,41 @@ impl WriteTx {
         Ok(self.read(store, |s| s.get_all()).await?.unchecked_into())
     }
 
+    /// Every record of a store with its key, read inside this transaction `chunk` records at
+    /// a time, so that the browser turns each chunk into JS objects in a task of its own.
+    pub async fn get_all_chunked(
+        &self,
+        store: &str,
+        chunk: u32,
+        on_chunk: &dyn Fn(),
+    ) -> Result<Vec<(Array, Array)>, JsCodedError> {
+        let mut chunks = Vec::new();
+        let mut range = JsValue::NULL; // every key, then those after the last one read
+        loop {
+            let values: Array = self
+                .read(store, |s| s.get_all_with_key_and_limit(&range, chunk))
+                .await?
+                .unchecked_into();
+            let keys: Array = self
+                .read(store, |s| s.get_all_keys_with_key_and_limit(&range, chunk))
+                .await?
+                .unchecked_into();
+            let n = keys.length();
+            if n == 0 {
+                break;
+            }
+            range = web_sys::IdbKeyRange::lower_bound_with_open(&keys.get(n - 1), true)
+                .map_err(dom_error)?
+                .into();
+            chunks.push((keys, values));
+            on_chunk();
+            if n < chunk {
+                break;
+            }
+        }
+        Ok(chunks)
+    }
+
     async fn read(
         &self,
         store: &str,

@@ -373,10 +373,23 @@ impl Commit {
         read_existing(&self.tx, collection, &ids).await
     }
 
-    /// Every stored record of a collection, read inside this transaction.
-    pub async fn get_all(&self, collection: &str) -> JsResult<Vec<Value>> {
-        let rows: JsValue = self.tx.get_all(collection).await?.into();
-        from_js(&rows, ErrorCode::Internal)
+    /// Every stored record of a collection, read inside this transaction; `on_chunk` after
+    /// each read of [`READ_CHUNK`] (it may call into the store: nothing is borrowed).
+    pub async fn get_all(&self, collection: &str, on_chunk: &dyn Fn()) -> JsResult<StoredRecords> {
+        let chunks = self
+            .tx
+            .get_all_chunked(collection, READ_CHUNK, on_chunk)
+            .await?;
+        let mut index = std::collections::HashMap::new();
+        for (c, (keys, _)) in (0u32..).zip(&chunks) {
+            for (i, key) in (0u32..).zip(keys.iter()) {
+                if let Some(id) = key.as_string() {
+                    index.insert(id, (c, i));
+                }
+            }
+        }
+        let values = chunks.into_iter().map(|(_, values)| values).collect();
+        Ok(StoredRecords { values, index })
     }
 
     /// Issues the puts of prepared records and queues their changes.
@@ -466,6 +479,28 @@ pub(crate) async fn read_existing(
     let stored = tx.get_many(store, ids).await?;
     // `undefined` (absent) becomes `null` in the array's JSON.
     from_js(&stored.into(), ErrorCode::Internal)
+}
+
+/// A collection's stored records as IndexedDB returned them, each converted only when taken:
+/// converting a large collection at once would be one long main-thread task.
+pub(crate) struct StoredRecords {
+    /// As read, a chunk at a time.
+    values: Vec<js_sys::Array>,
+    /// id → (chunk, position in it), of the records not taken yet.
+    index: std::collections::HashMap<String, (u32, u32)>,
+}
+
+/// Records per read of [`Commit::get_all`].
+const READ_CHUNK: u32 = 5_000;
+
+impl StoredRecords {
+    /// The stored record of `id`, once (`None` if absent or taken before).
+    pub fn take(&mut self, id: &str) -> JsResult<Option<Value>> {
+        match self.index.remove(id) {
+            Some((c, i)) => from_js(&self.values[c as usize].get(i), ErrorCode::Internal).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Numbers this opening of the store among every opening on this device (tabs, or two stores

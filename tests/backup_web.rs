@@ -347,6 +347,43 @@ async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
     );
 }
 
+#[wasm_bindgen_test]
+async fn an_import_merges_onto_local_records_in_every_read_chunk() {
+    // The local records are read 5,000 at a time: rows of ids in the first, a middle and the
+    // last chunk must each find their local record (else they would replace it).
+    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
+    let s = store("fay", 6).await;
+    let local: Vec<Value> = (0..12_000)
+        .map(|i| json!({"id": format!("r{i:06}"), "title": "local", "content": i}))
+        .collect();
+    ok_js(s.bulk_put("notes".into(), js(Value::Array(local)), None)).await;
+    let mut w = BackupWriter::new(ManifestInfo::new(
+        "fay",
+        "2026-11-25T10:00:00.000Z",
+        Scope::Full,
+    ));
+    w.begin_table("notes").unwrap();
+    let old = "2000-01-01T00:00:00.000Z-0000-0000000000000001";
+    let new = "2100-01-01T00:00:00.000Z-0000-0000000000000001";
+    let ids = ["r000100", "r004999", "r005000", "r007000", "r011999"];
+    for id in ids {
+        w.write_row(&json!({"id": id, "title": "old", "tag": "new",
+                            "__fieldMeta": {"title": {"at": old}, "tag": {"at": new}}}))
+            .unwrap();
+    }
+    let bytes = w.finish_unsealed().unwrap();
+    let report = rs(&ok_js(s.import_backup(&bytes, None)).await);
+    assert_eq!(report["imported"], json!(ids.len()), "{report}");
+    for id in ids {
+        let n: u64 = id[1..].parse().unwrap();
+        assert_eq!(
+            rs(&ok_js(s.get("notes".into(), id.into())).await),
+            json!({"id": id, "title": "local", "content": n, "tag": "new", "spaceId": "_personal:fay"}),
+            "{id}"
+        );
+    }
+}
+
 /// A ticker that runs one task after another (MessageChannel ping-pong) until stopped: its count
 /// tells whether other tasks ran meanwhile.
 fn ticker() -> JsValue {

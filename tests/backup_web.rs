@@ -252,25 +252,17 @@ async fn older_rows_pass_through_registered_migrations() {
 async fn a_bad_row_late_in_a_large_import_writes_nothing() {
     // Import merges and puts chunk by chunk in one transaction; a row that fails in a later
     // chunk must roll back the chunks already put.
-    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
-    let mut w = BackupWriter::new(ManifestInfo::new(
-        "alice",
-        "2026-11-25T10:00:00.000Z",
-        Scope::Full,
-    ));
-    w.begin_table("notes").unwrap();
-    for i in 0..2500 {
-        let at = if i == 2300 {
-            "yesterday"
-        } else {
-            "2026-11-25T10:00:00.000Z-0000-0000000000000001"
-        };
-        w.write_row(
-            &json!({"id": format!("r{i}"), "title": "t", "__fieldMeta": {"title": {"at": at}}}),
-        )
-        .unwrap();
-    }
-    let bytes = w.finish_unsealed().unwrap();
+    let rows: Vec<Value> = (0..2500)
+        .map(|i| {
+            let at = if i == 2300 {
+                "yesterday"
+            } else {
+                "2026-11-25T10:00:00.000Z-0000-0000000000000001"
+            };
+            json!({"id": format!("r{i}"), "title": "t", "__fieldMeta": {"title": {"at": at}}})
+        })
+        .collect();
+    let bytes = notes_archive("alice", &rows);
     let b = seeded("bob", 2).await;
     let before = snapshot(&b).await;
     assert_eq!(code(b.import_backup(&bytes, None)).await, "invalid_record");
@@ -311,11 +303,29 @@ async fn pack_backup_writes_an_archive_a_store_imports() {
     );
 }
 
+/// Timestamps older and newer than any local write.
+const OLD: &str = "2000-01-01T00:00:00.000Z-0000-0000000000000001";
+const NEW: &str = "2100-01-01T00:00:00.000Z-0000-0000000000000001";
+
+/// An unsealed archive of `user` holding `rows` in `notes`.
+fn notes_archive(user: &str, rows: &[Value]) -> Vec<u8> {
+    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
+    let mut w = BackupWriter::new(ManifestInfo::new(
+        user,
+        "2026-11-25T10:00:00.000Z",
+        Scope::Full,
+    ));
+    w.begin_table("notes").unwrap();
+    for row in rows {
+        w.write_row(row).unwrap();
+    }
+    w.finish_unsealed().unwrap()
+}
+
 #[wasm_bindgen_test]
 async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
     // The first row changes nothing (older), the second wins one field: the local record's
     // other fields must survive.
-    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
     let s = store("erin", 5).await;
     ok_js(s.put(
         "notes".into(),
@@ -323,19 +333,13 @@ async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
         None,
     ))
     .await;
-    let mut w = BackupWriter::new(ManifestInfo::new(
+    let bytes = notes_archive(
         "erin",
-        "2026-11-25T10:00:00.000Z",
-        Scope::Full,
-    ));
-    w.begin_table("notes").unwrap();
-    let old = "2000-01-01T00:00:00.000Z-0000-0000000000000001";
-    let new = "2100-01-01T00:00:00.000Z-0000-0000000000000001";
-    w.write_row(&json!({"id": "d1", "title": "old", "__fieldMeta": {"title": {"at": old}}}))
-        .unwrap();
-    w.write_row(&json!({"id": "d1", "tag": "new", "__fieldMeta": {"tag": {"at": new}}}))
-        .unwrap();
-    let bytes = w.finish_unsealed().unwrap();
+        &[
+            json!({"id": "d1", "title": "old", "__fieldMeta": {"title": {"at": OLD}}}),
+            json!({"id": "d1", "tag": "new", "__fieldMeta": {"tag": {"at": NEW}}}),
+        ],
+    );
     let report = rs(&ok_js(s.import_backup(&bytes, None)).await);
     assert_eq!(
         (report["imported"].clone(), report["skipped"].clone()),
@@ -351,27 +355,20 @@ async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
 async fn an_import_merges_onto_local_records_in_every_read_chunk() {
     // The local records are read 5,000 at a time: rows of ids in the first, a middle and the
     // last chunk must each find their local record (else they would replace it).
-    use mana_sync::backup::{BackupWriter, ManifestInfo, Scope};
     let s = store("fay", 6).await;
     let local: Vec<Value> = (0..12_000)
         .map(|i| json!({"id": format!("r{i:06}"), "title": "local", "content": i}))
         .collect();
     ok_js(s.bulk_put("notes".into(), js(Value::Array(local)), None)).await;
-    let mut w = BackupWriter::new(ManifestInfo::new(
-        "fay",
-        "2026-11-25T10:00:00.000Z",
-        Scope::Full,
-    ));
-    w.begin_table("notes").unwrap();
-    let old = "2000-01-01T00:00:00.000Z-0000-0000000000000001";
-    let new = "2100-01-01T00:00:00.000Z-0000-0000000000000001";
     let ids = ["r000100", "r004999", "r005000", "r007000", "r011999"];
-    for id in ids {
-        w.write_row(&json!({"id": id, "title": "old", "tag": "new",
-                            "__fieldMeta": {"title": {"at": old}, "tag": {"at": new}}}))
-            .unwrap();
-    }
-    let bytes = w.finish_unsealed().unwrap();
+    let rows: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({"id": id, "title": "old", "tag": "new",
+                   "__fieldMeta": {"title": {"at": OLD}, "tag": {"at": NEW}}})
+        })
+        .collect();
+    let bytes = notes_archive("fay", &rows);
     let report = rs(&ok_js(s.import_backup(&bytes, None)).await);
     assert_eq!(report["imported"], json!(ids.len()), "{report}");
     for id in ids {

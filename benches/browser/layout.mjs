@@ -71,7 +71,6 @@ async function run(shape, durability) {
   return { prep: tPrep - t0, write: t1 - tPrep, issue: tIssued - tPrep, getAll: t2 - t1 };
 }
 
-
 async function main() {
   const shapes = {
     "plain records": {},

@@ -26,7 +26,6 @@ function records(n, from, run) {
   }));
 }
 
-
 async function token(userId) {
   const r = await fetch(`${SERVER}/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ userId }) });
   return (await r.json()).token;

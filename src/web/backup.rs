@@ -375,7 +375,8 @@ impl StoreInner {
             // Progress goes on while the local records are read.
             let reading = || report(&cb, Phase::Merge, done, total);
             let mut stored = commit.get_all(&table, &reading).await?;
-            // The latest state of each repeated id, once one of its rows was merged.
+            // The local records of the rows so far, converted from that read as their chunk
+            // comes (a record leaves `stored` when taken, so each is taken once).
             let mut local: HashMap<String, Value> = HashMap::new();
             let mut rows = rows.into_iter();
             loop {
@@ -384,13 +385,9 @@ impl StoreInner {
                     break;
                 }
                 let n = chunk.len() as u64;
-                // This chunk's stored records, converted from the collection's read.
-                let mut chunk_stored: HashMap<String, Value> = HashMap::new();
                 for id in chunk.iter().filter_map(|row| row.get("id")?.as_str()) {
-                    if !local.contains_key(id) {
-                        if let Some(record) = stored.take(id)? {
-                            chunk_stored.insert(id.to_owned(), record);
-                        }
+                    if let Some(record) = stored.take(id)? {
+                        local.insert(id.to_owned(), record);
                     }
                 }
                 let writes = self.prepare(None, |w| {
@@ -400,15 +397,11 @@ impl StoreInner {
                         let id = id.to_string();
                         // A repeated id keeps its current state for its later rows, whether
                         // or not this row changes it.
-                        let base = match local.get(&id) {
-                            Some(state) => Some(state.clone()),
-                            None => chunk_stored.remove(&id),
+                        let base = if repeated.contains(&id) {
+                            local.get(&id).cloned()
+                        } else {
+                            local.remove(&id)
                         };
-                        if repeated.contains(&id) {
-                            if let Some(state) = &base {
-                                local.insert(id.clone(), state.clone());
-                            }
-                        }
                         if let Some(p) = w.import_row(&table, base, row)? {
                             if repeated.contains(&id) {
                                 local.insert(id, Value::Object(p.stored.clone()));

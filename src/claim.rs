@@ -4,11 +4,29 @@
 //! and, with a new vault key, every encrypted value is re-sealed under it (same AAD:
 //! collection/id/field). Timestamps stay: nothing was written anew, the writes just got an owner.
 
+use serde::Serialize;
 use serde_json::{Map, Value};
+use tsify::Tsify;
 
 use crate::crypto::{is_encrypted, CryptoError, EncryptionRegistry, FieldCipher, RandomPool};
 use crate::protocol::{personal_space, Change, FIELD_ID, FIELD_SPACE_ID, PERSONAL_PREFIX};
 use crate::records::RecordError;
+
+/// `signIn`'s options: with `vaultKey`, the guest's data is re-encrypted under the user's key.
+// Read from JS by hand (serde can't see a typed array), by the name `VAULT_KEY`, which a test
+// pins to the serde name here.
+#[derive(Debug, Default, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional, type = "Uint8Array")]
+    pub vault_key: Option<Vec<u8>>,
+}
+
+impl SignInOptions {
+    /// The JS name of `vault_key`.
+    pub const VAULT_KEY: &'static str = "vaultKey";
+}
 
 /// Everything a claim needs.
 pub struct Claim<'a> {

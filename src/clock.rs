@@ -36,8 +36,11 @@ impl ClockError {
     }
 }
 
-/// One HLC timestamp. Field order matters: the derived `Ord` is the causal order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Hybrid logical clock timestamp: `<ISO millis>-<4 hex counter>-<16 hex node>`.
+// In Rust its parts; as JSON and in the `.d.ts`, that text (see the serde impls below). Field
+// order matters: the derived `Ord` is the causal order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, tsify::Tsify)]
+#[tsify(type = "string")]
 pub struct Hlc {
     pub millis: u64,
     pub counter: u16,

@@ -10,7 +10,9 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tsify::Tsify;
 
 use crate::clock::Hlc;
 use crate::protocol::{
@@ -88,17 +90,14 @@ impl RecordState {
     ) -> Result<RecordState, ProtocolError> {
         let mut state = RecordState::default();
         for (name, m) in meta {
-            let at_str = m.get("at").and_then(Value::as_str).unwrap_or_default();
-            let at = Hlc::parse(at_str).map_err(|_| ProtocolError::InvalidTimestamp {
-                field: format!("{FIELD_META}.{name}.at"),
-                value: at_str.chars().take(64).collect(),
-            })?;
+            let FieldMeta { at, actor } =
+                FieldMeta::read(m).ok_or_else(|| FieldMeta::invalid(name, m))?;
             state.fields.insert(
                 name.clone(),
                 FieldState {
                     value: record.get(name).cloned().unwrap_or(Value::Null),
                     at,
-                    actor: m.get("actor").cloned(),
+                    actor,
                 },
             );
         }
@@ -106,14 +105,38 @@ impl RecordState {
     }
 }
 
-/// One field's entry of `__fieldMeta`: `{ at, actor? }`.
-pub fn meta_entry(at: Hlc, actor: Option<&Actor>) -> Value {
-    let mut m = Map::with_capacity(2);
-    m.insert("at".into(), Value::String(at.to_string()));
-    if let Some(actor) = actor {
-        m.insert("actor".into(), actor.clone());
+/// One field's entry of a record's `__fieldMeta`: when, and by whom, it was last written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
+pub struct FieldMeta {
+    pub at: Hlc,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional, type = "Actor")]
+    pub actor: Option<Actor>,
+}
+
+impl FieldMeta {
+    /// Reads one stored entry; `None` unless it is `{ at, actor? }` with a valid `at`.
+    pub fn read(entry: &Value) -> Option<FieldMeta> {
+        FieldMeta::deserialize(entry).ok()
     }
-    Value::Object(m)
+
+    /// `read`'s error: the entry of `name` has no valid `at`.
+    fn invalid(name: &str, entry: &Value) -> ProtocolError {
+        let at = entry.get("at").and_then(Value::as_str).unwrap_or_default();
+        ProtocolError::InvalidTimestamp {
+            field: format!("{FIELD_META}.{name}.at"),
+            value: at.chars().take(64).collect(),
+        }
+    }
+}
+
+/// One field's entry of `__fieldMeta` as JSON (a [`FieldMeta`]).
+pub fn meta_entry(at: Hlc, actor: Option<&Actor>) -> Value {
+    let entry = FieldMeta {
+        at,
+        actor: actor.cloned(),
+    };
+    serde_json::to_value(entry).expect("a FieldMeta serialises")
 }
 
 /// Applies one change to a record's state: field-level LWW. Returns the new state and the

@@ -6,18 +6,40 @@
 use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
+use tsify::Tsify;
 
 use crate::clock::{Clock, ClockError, Hlc};
 use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
 use crate::field_meta;
-use crate::merge::{join_field, meta_entry, FieldState, RecordState};
+use crate::merge::{join_field, meta_entry, FieldMeta, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
 };
 use crate::schema::StoreConfig;
+
+/// A record: a JSON object with a string `id`. `spaceId` and `deletedAt` are reserved.
+// The shape the `.d.ts` declares; the code reads records as JSON objects by these names (the
+// `FIELD_*` constants), which a test pins to the serde names here.
+#[derive(Debug, Clone, PartialEq, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct ManaRecord {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub space_id: Option<String>,
+    /// Set when the record is deleted (a tombstone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional, type = "Hlc | null")]
+    pub deleted_at: Option<Hlc>,
+    /// The app's own fields.
+    #[serde(flatten)]
+    #[tsify(type = "Record<string, unknown>")]
+    pub fields: Map<String, Value>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -251,9 +273,8 @@ impl Writer<'_> {
             // from one this device had seen.
             let base = meta
                 .get(&field)
-                .and_then(|e| e.get("at"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+                .and_then(FieldMeta::read)
+                .map(|e| e.at.to_string());
             fields.insert(
                 field.clone(),
                 FieldChange {
@@ -468,19 +489,19 @@ impl Writer<'_> {
             if name == FIELD_ID || (name == FIELD_SPACE_ID && exists) {
                 continue; // the id is the key; the space is immutable once the record exists
             }
+            // An entry without `at` (or no entry) takes the row's fallback time.
             let entry = incoming_meta.get(&name);
-            let at = entry
-                .and_then(|e| e.get("at"))
-                .and_then(Value::as_str)
-                .map(|s| {
-                    Hlc::parse(s).map_err(|_| {
+            let (at, actor) = match entry {
+                Some(e) if e.get("at").is_some() => {
+                    let meta = FieldMeta::read(e).ok_or_else(|| {
                         RecordError::InvalidRecord(format!(
                             "{collection}/{id}: bad __fieldMeta.{name}.at"
                         ))
-                    })
-                })
-                .transpose()?
-                .unwrap_or(fallback);
+                    })?;
+                    (meta.at, meta.actor)
+                }
+                _ => (fallback, entry.and_then(|e| e.get("actor")).cloned()),
+            };
             let value = if name == FIELD_SPACE_ID
                 && value
                     .as_str()
@@ -491,11 +512,7 @@ impl Writer<'_> {
             } else {
                 value
             };
-            let state = FieldState {
-                value,
-                at,
-                actor: entry.and_then(|e| e.get("actor")).cloned(),
-            };
+            let state = FieldState { value, at, actor };
             if join_field(&mut fields, name.clone(), state.clone()) {
                 won.insert(name, state);
             }

@@ -13,9 +13,14 @@ use std::collections::BTreeSet;
 use tsify::Tsify;
 
 use crate::backup::{BackupError, Phase};
+use crate::claim::SignInOptions;
+use crate::clock::Hlc;
 use crate::crypto::CryptoError;
 use crate::error_code::ErrorCode;
+use crate::merge::{meta_entry, FieldMeta};
 use crate::protocol::ProtocolError;
+use crate::protocol::{FIELD_DELETED_AT, FIELD_ID, FIELD_SPACE_ID};
+use crate::records::ManaRecord;
 use crate::records::RecordError;
 use crate::schema::ConfigError;
 use crate::sync::{SyncError, SyncStatus};
@@ -369,4 +374,64 @@ fn union_parsing_reads_every_member_and_rejects_non_literals() {
     assert_eq!(union_members(text, "A"), strings(["a", "b-c"]));
     let non_literal = std::panic::catch_unwind(|| union_members(text, "B"));
     assert!(non_literal.is_err());
+}
+
+/// `decl` appears, as derived, in the generated `.d.ts` when one is given.
+fn assert_in_dts(name: &str, decl: &str) {
+    if let Ok(path) = std::env::var("MANA_SYNC_DTS") {
+        let dts = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            dts.contains(decl),
+            "{path}: {name} is not declared as derived:\n{decl}"
+        );
+    }
+}
+
+/// The keys `value` serialises to.
+fn keys(value: impl serde::Serialize) -> BTreeSet<String> {
+    let value = serde_json::to_value(value).unwrap();
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_reserved_record_fields_are_declared_by_the_names_the_code_reads() {
+    let record = ManaRecord {
+        id: "a".into(),
+        space_id: Some("s".into()),
+        deleted_at: Some(Hlc::new(0, 0, 0).unwrap()),
+        fields: serde_json::Map::new(),
+    };
+    assert_eq!(
+        keys(&record),
+        strings([FIELD_ID, FIELD_SPACE_ID, FIELD_DELETED_AT])
+    );
+    assert_in_dts("ManaRecord", ManaRecord::DECL);
+}
+
+#[test]
+fn field_meta_and_sign_in_options_are_declared_as_the_code_reads_them() {
+    let at = Hlc::new(0, 0, 0).unwrap();
+    let meta = meta_entry(at, Some(&serde_json::json!({"kind": "ai"})));
+    // What is written is read back, and its keys are the declared ones.
+    let read = FieldMeta::read(&meta).expect("a written entry reads back");
+    assert_eq!(keys(&read), strings(["at", "actor"]));
+    assert_eq!(meta_entry(read.at, read.actor.as_ref()), meta);
+    assert!(FieldMeta::DECL.contains("at: Hlc") && FieldMeta::DECL.contains("actor?: Actor"));
+    assert_in_dts("FieldMeta", FieldMeta::DECL);
+
+    let options = SignInOptions {
+        vault_key: Some(vec![0]),
+    };
+    assert_eq!(keys(&options), strings([SignInOptions::VAULT_KEY]));
+    assert_in_dts("SignInOptions", SignInOptions::DECL);
+    assert_eq!(
+        Hlc::DECL.trim_end().rsplit('\n').next(),
+        Some("export type Hlc = string;")
+    );
+    assert_in_dts("Hlc", Hlc::DECL);
 }

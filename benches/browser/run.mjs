@@ -1,7 +1,10 @@
 // Serves the repo root on a loopback port, opens a bench page in headless Chromium and
 // prints what it reports. Usage: node benches/browser/run.mjs [page relative to repo root]
+// With PROFILE=<file>, the page's main thread is sampled by the CPU profiler (CDP) and the
+// functions with the most self time are printed; the profile (DevTools' .cpuprofile) goes to
+// <file>. Wasm functions are named when the package keeps its name section (no wasm-opt).
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
 import { createRequire } from "node:module";
 
@@ -29,12 +32,40 @@ const browser = await chromium.launch({
 try {
   const tab = await browser.newPage();
   tab.on("console", (m) => console.log(`[page] ${m.text()}`));
+  const cdp = process.env.PROFILE ? await tab.context().newCDPSession(tab) : null;
+  if (cdp) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+    await cdp.send("Profiler.start");
+  }
   await tab.goto(url);
   await tab.waitForFunction(() => window.__benchResults !== undefined, null, { timeout: Number(process.env.BENCH_TIMEOUT_MS ?? 600_000) });
   const results = await tab.evaluate(() => window.__benchResults);
+  if (cdp) {
+    const { profile } = await cdp.send("Profiler.stop");
+    await writeFile(process.env.PROFILE, JSON.stringify(profile));
+    printSelfTimes(profile);
+  }
   console.log(JSON.stringify(results, null, 2));
   if (results.error) process.exitCode = 1;
 } finally {
   await browser.close();
   server.close();
+}
+
+/** The 40 functions with the most self time in a CDP profile, in ms and share of the busy time. */
+function printSelfTimes(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  profile.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const name = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}`;
+    self.set(name, (self.get(name) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+  });
+  const idle = ["(idle) ", "(program) ", "(garbage collector) "];
+  const busy = [...self].filter(([n]) => !idle.includes(n)).reduce((a, [, ms]) => a + ms, 0);
+  console.log(`profile: busy ${Math.round(busy)} ms; ${idle.map((n) => `${n.trim()} ${Math.round(self.get(n) ?? 0)} ms`).join(", ")}`);
+  for (const [name, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    console.log(`${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / busy).toFixed(1).padStart(5)}%  ${name}`);
+  }
 }

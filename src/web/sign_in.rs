@@ -14,24 +14,30 @@ use super::idb_write::WriteTx;
 use super::json::{from_js, parse, to_js};
 use super::store::{pending_row, promise, ManaStore, StoreInner};
 use super::types::SignInOptionsJs;
-use crate::claim::Claim;
+use crate::claim::{Claim, SignInOptions};
 use crate::crypto::{Vault, VAULT_KEY_LEN};
 
 type JsResult<T> = Result<T, JsCodedError>;
 
-/// `{ vaultKey?: Uint8Array }` (read by hand: serde can't see a typed array).
-fn vault_key_option(options: &JsValue) -> JsResult<Option<Vec<u8>>> {
+/// Reads `signIn`'s options.
+fn sign_in_options(options: &JsValue) -> JsResult<SignInOptions> {
     if options.is_undefined() || options.is_null() {
-        return Ok(None);
+        return Ok(SignInOptions::default());
     }
-    let key = js_sys::Reflect::get(options, &"vaultKey".into()).unwrap_or_default();
+    let key = js_sys::Reflect::get(options, &SignInOptions::VAULT_KEY.into()).unwrap_or_default();
     if key.is_undefined() || key.is_null() {
-        return Ok(None);
+        return Ok(SignInOptions::default());
     }
-    let key = key
-        .dyn_into::<js_sys::Uint8Array>()
-        .map_err(|_| JsCodedError::new(ErrorCode::InvalidKey, "vaultKey must be a Uint8Array"))?;
-    Ok(Some(key.to_vec()))
+    let key = key.dyn_into::<js_sys::Uint8Array>().map_err(|_| {
+        let name = SignInOptions::VAULT_KEY;
+        JsCodedError::new(
+            ErrorCode::InvalidKey,
+            format!("{name} must be a Uint8Array"),
+        )
+    })?;
+    Ok(SignInOptions {
+        vault_key: Some(key.to_vec()),
+    })
 }
 
 impl StoreInner {
@@ -139,7 +145,7 @@ impl ManaStore {
         let inner = self.inner.clone();
         promise(async move {
             let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-            let key = zeroize::Zeroizing::new(vault_key_option(&options)?);
+            let key = zeroize::Zeroizing::new(sign_in_options(&options)?.vault_key);
             inner.sign_in(&user_id, key.as_deref()).await?;
             Ok(JsValue::UNDEFINED)
         })

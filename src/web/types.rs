@@ -1,20 +1,14 @@
-//! TypeScript declarations of the boundary that tsify cannot derive: string aliases, open JSON
-//! shapes and the error interface. Everything else is derived from the Rust types next to the
-//! code that (de)serializes them (`#[derive(Tsify)]`), and these refer to the derived types.
+//! TypeScript declarations of the boundary that tsify cannot derive: `Actor` (opaque
+//! application JSON, `serde_json::Value` in Rust) and the error interface. Everything else is
+//! derived from the Rust types next to the code that (de)serializes them (`#[derive(Tsify)]`),
+//! and these refer to the derived types.
 
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Hybrid logical clock timestamp: `<ISO millis>-<4 hex counter>-<16 hex node>`. */
-export type Hlc = string;
 /** Opaque application JSON stamped on writes, e.g. `{ kind: "user" | "ai" | "system" }`. */
 export type Actor = { kind?: "user" | "ai" | "system"; [key: string]: unknown };
-export interface FieldMeta { at: Hlc; actor?: Actor }
-/** A record: a JSON object with a string `id`. `spaceId` and `deletedAt` are reserved. */
-export type ManaRecord = { id: string; spaceId?: string; deletedAt?: Hlc | null; [field: string]: unknown };
-/** `signIn`'s options: with `vaultKey`, the guest's data is re-encrypted under the user's key. */
-export interface SignInOptions { vaultKey?: Uint8Array }
 /** Every error thrown by mana-sync is an `Error` with a stable machine-readable code. */
 export interface ManaError extends Error { code: ErrorCode }
 "#;

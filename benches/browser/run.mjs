@@ -2,7 +2,8 @@
 // prints what it reports. Usage: node benches/browser/run.mjs [page relative to repo root]
 // With PROFILE=<file>, the page's main thread is sampled by the CPU profiler (CDP) and the
 // functions with the most self time are printed; the profile (DevTools' .cpuprofile) goes to
-// <file>. Wasm functions are named when the package keeps its name section (no wasm-opt).
+// <file>. Wasm functions are named when the package keeps its name section (no wasm-opt). A
+// page may narrow the sampled window with `await window.__profile?.(true)` … `(false)`.
 import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
@@ -33,19 +34,29 @@ try {
   const tab = await browser.newPage();
   tab.on("console", (m) => console.log(`[page] ${m.text()}`));
   const cdp = process.env.PROFILE ? await tab.context().newCDPSession(tab) : null;
+  let profiling = false;
+  const stopProfile = async () => {
+    if (!profiling) return;
+    profiling = false;
+    const { profile: taken } = await cdp.send("Profiler.stop");
+    await writeFile(process.env.PROFILE, JSON.stringify(taken));
+    printSelfTimes(taken);
+  };
+  const startProfile = async () => {
+    if (profiling) await cdp.send("Profiler.stop");
+    await cdp.send("Profiler.start");
+    profiling = true;
+  };
   if (cdp) {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
-    await cdp.send("Profiler.start");
+    await tab.exposeFunction("__profile", (on) => (on ? startProfile() : stopProfile()));
+    await startProfile();
   }
   await tab.goto(url);
   await tab.waitForFunction(() => window.__benchResults !== undefined, null, { timeout: Number(process.env.BENCH_TIMEOUT_MS ?? 600_000) });
   const results = await tab.evaluate(() => window.__benchResults);
-  if (cdp) {
-    const { profile } = await cdp.send("Profiler.stop");
-    await writeFile(process.env.PROFILE, JSON.stringify(profile));
-    printSelfTimes(profile);
-  }
+  if (cdp) await stopProfile();
   console.log(JSON.stringify(results, null, 2));
   if (results.error) process.exitCode = 1;
 } finally {

@@ -64,9 +64,11 @@ async function firstSync(user, tok) {
     for (const e of list.getEntries()) longest = Math.max(longest, e.duration);
   });
   observer.observe({ type: "longtask" });
+  await window.__profile?.(true); // run.mjs PROFILE=: sample this window only
   const t0 = performance.now();
   await dst.sync.syncNow();
   const ms = performance.now() - t0;
+  await window.__profile?.(false);
   await new Promise((r) => setTimeout(r, 50)); // let the observer deliver
   observer.disconnect();
   const rows = await dst.store.list("notes");

@@ -16,6 +16,8 @@ const APPS = { bench: { collections: { notes: { indexes: ["updatedAt"], encrypte
 
 /** Runs `fn` while watching long tasks; returns its time, the longest task and its result. */
 const DEBUG = params.has("debug");
+// With run.mjs PROFILE=, `profile=export|import|reimport` samples that case of the first round.
+const PROFILE = params.get("profile");
 const trace = [];
 async function watched(fn, label = "") {
   let longest = 0;
@@ -26,9 +28,12 @@ async function watched(fn, label = "") {
     }
   });
   obs.observe({ type: "longtask" });
+  const profiled = PROFILE === label && window.__profile;
+  if (profiled) await window.__profile(true);
   const t0 = performance.now();
   const value = await fn();
   const ms = performance.now() - t0;
+  if (profiled) await window.__profile(false);
   await new Promise((r) => setTimeout(r, 50)); // let the observer deliver
   obs.disconnect();
   return { ms, longest, value };

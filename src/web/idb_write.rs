@@ -270,14 +270,11 @@ impl WriteTx {
         let mut chunks = Vec::new();
         let mut range = JsValue::NULL; // every key, then those after the last one read
         loop {
-            let values: Array = self
-                .read(store, |s| s.get_all_with_key_and_limit(&range, chunk))
-                .await?
-                .unchecked_into();
-            let keys: Array = self
-                .read(store, |s| s.get_all_keys_with_key_and_limit(&range, chunk))
-                .await?
-                .unchecked_into();
+            // Both issued at once (one round trip); requests of a transaction complete in order.
+            let values = self.issue(store, |s| s.get_all_with_key_and_limit(&range, chunk))?;
+            let keys = self.issue(store, |s| s.get_all_keys_with_key_and_limit(&range, chunk))?;
+            let values: Array = self.finish(values).await?.unchecked_into();
+            let keys: Array = self.finish(keys).await?.unchecked_into();
             let n = keys.length();
             if n == 0 {
                 break;
@@ -299,9 +296,23 @@ impl WriteTx {
         store: &str,
         issue: impl FnOnce(&web_sys::IdbObjectStore) -> Result<IdbRequest, JsValue>,
     ) -> Result<JsValue, JsCodedError> {
+        let issued = self.issue(store, issue)?;
+        self.finish(issued).await
+    }
+
+    /// Issues a read; [`Self::finish`] awaits its result.
+    fn issue(
+        &self,
+        store: &str,
+        issue: impl FnOnce(&web_sys::IdbObjectStore) -> Result<IdbRequest, JsValue>,
+    ) -> Result<(IdbRequest, Promise), JsCodedError> {
         let s = self.tx.object_store(store).map_err(dom_error)?;
         let req = issue(&s).map_err(|e| self.abort_with(e))?;
         let done = on_settled(&req);
+        Ok((req, done))
+    }
+
+    async fn finish(&self, (req, done): (IdbRequest, Promise)) -> Result<JsValue, JsCodedError> {
         settled(&req, done).await.map_err(|e| self.cause(e))?;
         req.result().map_err(dom_error)
     }

@@ -104,10 +104,10 @@ impl<R: Read> EntryReader<R> {
         self.complete
     }
 
-    /// Bytes read so far and the lowercase hex sha256 of them (empty unless [`Self::hashing`]).
-    pub fn finish(self) -> (u64, String) {
+    /// Bytes read so far and the lowercase hex sha256 of them (`None` unless [`Self::hashing`]).
+    pub fn finish(self) -> (u64, Option<String>) {
         let sha = self.sha.map(|h| hex::encode(h.finalize()));
-        (self.read, sha.unwrap_or_default())
+        (self.read, sha)
     }
 
     /// Read everything into memory (the manifest, `data.sealed`).

@@ -45,8 +45,10 @@ pub struct TableSummary {
     pub rows: u64,
     /// Uncompressed bytes of `data/<table>.jsonl`.
     pub bytes: u64,
-    /// Lowercase hex sha256 of those bytes.
-    pub sha256: String,
+    /// Lowercase hex sha256 of those bytes; `None` from [`ArchiveData::table_rows`] when the
+    /// manifest lists no hash to check it against (a sealed archive's is over the whole
+    /// plaintext, checked when it is opened), since no one would read it.
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -482,7 +484,7 @@ impl<'a> ArchiveData<'a> {
         on_line: &mut dyn FnMut(Line<'_>) -> Result<(), E>,
         on_progress: &mut dyn FnMut(u64),
     ) -> Result<TableSummary, E> {
-        let mut reader = self.open_table(table, cap)?;
+        let mut reader = self.open_table(table, cap, true)?;
         while let Some(line) = reader.next_line() {
             let counted = line.row.is_some();
             on_line(line)?;
@@ -495,14 +497,23 @@ impl<'a> ArchiveData<'a> {
         Ok(summary)
     }
 
-    fn open_table(&mut self, table: &TableEntry, cap: u64) -> Result<TableRows<'_, 'a>> {
+    /// `hash`: compute the file's sha256 for the summary even if the manifest has none to check.
+    fn open_table(
+        &mut self,
+        table: &TableEntry,
+        cap: u64,
+        hash: bool,
+    ) -> Result<TableRows<'_, 'a>> {
         let name = table.name.as_str();
         let what = format!("data/{name}.jsonl");
         let expected = self.files.as_ref().and_then(|f| f.get(&what)).cloned();
         let raw = self.zip.by_index_raw(table.index).map_err(|e| {
             BackupError::corrupt_at(name, None, format!("cannot read the entry: {e}"))
         })?;
-        let entry = EntryReader::new(raw, &what, table.declared, cap, true)?.hashing();
+        let mut entry = EntryReader::new(raw, &what, table.declared, cap, true)?;
+        if hash || expected.is_some() {
+            entry = entry.hashing();
+        }
         Ok(TableRows {
             lines: Lines::new(
                 BufReader::with_capacity(64 * 1024, entry),
@@ -532,7 +543,7 @@ impl<'a> ArchiveData<'a> {
         };
         let remaining = self.limits.max_total_bytes.saturating_sub(read_before);
         let cap = self.limits.max_entry_bytes.min(remaining);
-        self.open_table(&table, cap).map(Some)
+        self.open_table(&table, cap, false).map(Some)
     }
 }
 
@@ -606,7 +617,8 @@ impl TableRows<'_, '_> {
         // A file hash that does not match is the strongest evidence: it wins over what else went
         // wrong, as long as every byte was read.
         if let Some(exp) = &self.expected {
-            if complete && (!exp.sha256.eq_ignore_ascii_case(&sha256) || exp.bytes != bytes) {
+            let sha = sha256.as_deref().unwrap_or_default();
+            if complete && (!exp.sha256.eq_ignore_ascii_case(sha) || exp.bytes != bytes) {
                 return Err(BackupError::ArchiveTampered(format!(
                     "{} does not match the sha256 in the manifest",
                     self.what

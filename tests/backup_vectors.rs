@@ -46,11 +46,13 @@ fn limits_from(expect: &Value) -> Limits {
 }
 
 /// How the rows are read: every table at once (the CLI, native callers), or table by table
-/// through the pull reader the browser's import uses between its yields.
+/// through the pull reader, as rows or as checked JSON text parsed afterwards (the browser's
+/// import, between its yields).
 #[derive(Clone, Copy, Debug)]
 enum Reading {
     All,
     Pull,
+    PullRaw,
 }
 
 fn run(
@@ -66,7 +68,8 @@ fn run(
     };
     let tables = match reading {
         Reading::All => data.read_all(&mut |_| {})?,
-        Reading::Pull => pull_all(&mut data)?,
+        Reading::Pull => pull_all(&mut data, false)?,
+        Reading::PullRaw => pull_all(&mut data, true)?,
     };
     Ok(Outcome {
         sealed: archive.is_sealed(),
@@ -75,22 +78,36 @@ fn run(
     })
 }
 
-/// Every table through [`backup::ArchiveData::table_rows`], a few rows at a time.
-fn pull_all(data: &mut backup::ArchiveData<'_>) -> Result<Tables, BackupError> {
+/// Every table through [`backup::ArchiveData::table_rows`], a few rows at a time; `raw`: as
+/// [`backup::RawRow`]s, each parsed once its table is read (an `id` kept is the row's).
+fn pull_all(data: &mut backup::ArchiveData<'_>, raw: bool) -> Result<Tables, BackupError> {
     let (mut out, mut bytes) = (Vec::new(), 0);
     for index in 0.. {
         let Some(mut table) = data.table_rows(index, bytes)? else {
             break;
         };
         let mut rows = Vec::new();
+        let mut raws = Vec::new();
         loop {
-            let batch = table.next_rows(3);
-            if batch.is_empty() {
+            let n = if raw {
+                let batch = table.next_raw_rows(3);
+                raws.extend_from_slice(&batch);
+                batch.len()
+            } else {
+                let batch = table.next_rows(3);
+                rows.extend_from_slice(&batch);
+                batch.len()
+            };
+            if n == 0 {
                 break;
             }
-            rows.extend(batch);
         }
         let summary = table.finish()?;
+        for r in raws {
+            let row = r.parse()?;
+            assert_eq!(r.id.as_deref(), row.get("id").and_then(Value::as_str));
+            rows.push(row);
+        }
         bytes += summary.bytes;
         out.push((summary.name, rows));
     }
@@ -98,7 +115,7 @@ fn pull_all(data: &mut backup::ArchiveData<'_>) -> Result<Tables, BackupError> {
 }
 
 fn check_vector(name: &str, bytes: &[u8], expect: &Value) -> Result<(), String> {
-    for reading in [Reading::All, Reading::Pull] {
+    for reading in [Reading::All, Reading::Pull, Reading::PullRaw] {
         check_reading(bytes, expect, reading).map_err(|e| format!("{reading:?}: {e}"))?;
     }
     let _ = name;
@@ -303,15 +320,17 @@ fn every_truncation_and_bit_flip_is_refused_or_read_without_panic() {
             for bit in 0..8 {
                 flipped[i] ^= 1 << bit;
                 let all = run(&flipped, None, Limits::default(), Reading::All);
-                let pull = run(&flipped, None, Limits::default(), Reading::Pull);
-                match (all, pull) {
-                    (Ok(a), Ok(p)) => assert_eq!(a.tables, p.tables, "{name}, bit {bit} of {i}"),
-                    (Err(a), Err(p)) => assert_eq!(a.code(), p.code(), "{name}, bit {bit} of {i}"),
-                    (a, p) => panic!(
-                        "{name}, bit {bit} of byte {i}: read at once {:?}, pulled {:?}",
-                        a.map(|_| ()),
-                        p.map(|_| ())
-                    ),
+                for reading in [Reading::Pull, Reading::PullRaw] {
+                    let pull = run(&flipped, None, Limits::default(), reading);
+                    match (&all, pull) {
+                        (Ok(a), Ok(p)) => assert_eq!(a.tables, p.tables, "{name} {bit}/{i}"),
+                        (Err(a), Err(p)) => assert_eq!(a.code(), p.code(), "{name} {bit}/{i}"),
+                        (a, p) => panic!(
+                            "{name}, bit {bit} of byte {i}: read at once {:?}, {reading:?} {:?}",
+                            a.as_ref().map(|_| ()),
+                            p.map(|_| ())
+                        ),
+                    }
                 }
                 flipped[i] ^= 1 << bit;
             }

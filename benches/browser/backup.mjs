@@ -79,6 +79,8 @@ async function rawPut(stored) {
   return ms;
 }
 
+let wasmMemory = () => 0;
+
 async function round(r) {
   const srcName = `backup-bench-src-${r}-${Math.random()}`;
   const dstName = `backup-bench-dst-${r}-${Math.random()}`;
@@ -96,6 +98,7 @@ async function round(r) {
   const importGaps = progressGaps();
   const imp = await watched(() => dst.importBackup(exp.value, { passphrase: PASS, onProgress: importGaps.fn }), "import");
   const importGap = importGaps.end();
+  const memoryMB = Math.round(wasmMemory() / 1048576); // wasm memory never shrinks: the peak so far
   if (imp.value.imported !== N) throw new Error(`imported ${imp.value.imported} of ${N}`);
   // The same archive into the store that holds every record of it (each row merges onto one).
   const reimportGaps = progressGaps();
@@ -109,12 +112,13 @@ async function round(r) {
     rawReadMs: rawRead.ms,
     importMs: imp.ms, importLongest: imp.longest, importGap, importCalls: importGaps.calls,
     reimportMs: reimp.ms, reimportLongest: reimp.longest, reimportGap,
-    rawPutMs, archiveBytes: exp.value.length,
+    rawPutMs, archiveBytes: exp.value.length, memoryMB,
   };
 }
 
 async function main() {
-  await init();
+  const wasm = await init();
+  wasmMemory = () => wasm.memory.buffer.byteLength;
   const runs = [];
   for (let r = 0; r < RUNS; r++) runs.push(await round(r));
   const m = (k) => Math.round(median(runs.map((x) => x[k])));
@@ -128,6 +132,7 @@ async function main() {
     "raw put of the stored records, one transaction (ms)": { median: m("rawPutMs"), runs: each("rawPutMs") },
     "import ÷ raw, per run": runs.map((x) => +(x.importMs / x.rawPutMs).toFixed(2)),
     "import into the store holding its records (ms)": { median: m("reimportMs"), runs: each("reimportMs") },
+    "wasm memory after each round's import, MB (the peak so far: it never shrinks)": each("memoryMB"),
     "longest task (ms)": { export: each("exportLongest"), import: each("importLongest"), importIntoFull: each("reimportLongest"), bulkPut10k: each("bulkLongest") },
     "longest gap between progress calls (ms)": { export: each("exportGap"), import: each("importGap"), importIntoFull: each("reimportGap") },
     "progress calls": { export: each("exportCalls"), import: each("importCalls") },

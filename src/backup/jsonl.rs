@@ -3,16 +3,46 @@
 
 use std::io::{self, BufRead, Read};
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::error::BackupError;
 use super::Row;
 
 /// One line as read: its exact bytes (with its line ending) and, unless it is a trailing blank
-/// line, its row. The `raw` of every line, in order, make up the file's exact bytes.
-pub(crate) struct Line<'a> {
+/// line, its row (a [`Row`], or what [`Lines::next_checked`] keeps of it). The `raw` of every
+/// line, in order, make up the file's exact bytes.
+pub(crate) struct Line<'a, T = Row> {
     pub raw: &'a [u8],
-    pub row: Option<Row>,
+    pub row: Option<T>,
+}
+
+/// A row kept as its JSON text, checked to be one JSON object, and parsed when used: a parsed
+/// [`Row`] takes several times its text in memory (a map per `__fieldMeta` entry), which a
+/// caller holding a whole table before writing it cannot afford.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRow {
+    /// Its `id`, when that is a string.
+    pub id: Option<String>,
+    json: Box<[u8]>,
+}
+
+impl RawRow {
+    /// A row as its text (e.g. one a migration returned).
+    pub fn new(row: &Row) -> RawRow {
+        RawRow {
+            id: row.get("id").and_then(Value::as_str).map(str::to_owned),
+            json: serde_json::to_vec(row)
+                .expect("a JSON map serialises")
+                .into(),
+        }
+    }
+
+    /// The row. It was checked when read, so this fails only on a bug.
+    pub fn parse(&self) -> Result<Row, BackupError> {
+        serde_json::from_slice(&self.json)
+            .map_err(|e| BackupError::corrupt(format!("a checked row does not parse: {e}")))
+    }
 }
 
 /// Why reading stopped.
@@ -48,6 +78,34 @@ impl<R: BufRead> Lines<R> {
 
     /// The next line; `Ok(None)` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, Stop> {
+        self.next_with(|content| match serde_json::from_slice::<Value>(content) {
+            Ok(Value::Object(row)) => Ok(row),
+            Ok(other) => Err(format!(
+                "expected a JSON object, found {}",
+                json_kind(&other)
+            )),
+            Err(e) => Err(format!("not valid JSON: {e}")),
+        })
+    }
+
+    /// [`Self::next_line`], its row kept as a [`RawRow`]: checked to the same rules, without
+    /// building the map.
+    pub fn next_checked(&mut self) -> Result<Option<Line<'_, RawRow>>, Stop> {
+        self.next_with(|content| {
+            let id = check_object(content)?;
+            Ok(RawRow {
+                id,
+                json: content.into(),
+            })
+        })
+    }
+
+    /// The next line, its content (not blank) turned into a row by `parse` (an `Err` is the
+    /// reason the line is refused).
+    fn next_with<T>(
+        &mut self,
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<Line<'_, T>>, Stop> {
         self.buf.clear();
         let n = Read::by_ref(&mut self.reader)
             .take(self.max_line.saturating_add(2))
@@ -73,14 +131,7 @@ impl<R: BufRead> Lines<R> {
         if let Some(blank) = self.blank {
             return Err(self.bad(blank, "empty line: every line must be one JSON object"));
         }
-        let row = match serde_json::from_slice::<Value>(content) {
-            Ok(Value::Object(row)) => row,
-            Ok(other) => {
-                let kind = json_kind(&other);
-                return Err(self.bad(line_no, format!("expected a JSON object, found {kind}")));
-            }
-            Err(e) => return Err(self.bad(line_no, format!("not valid JSON: {e}"))),
-        };
+        let row = parse(content).map_err(|reason| self.bad(line_no, reason))?;
         Ok(Some(Line {
             raw: &self.buf,
             row: Some(row),
@@ -101,6 +152,122 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+/// Checks that `content` is one JSON object, as [`Lines::next_line`] would, without building
+/// it; returns its `id` when that is a string.
+fn check_object(content: &[u8]) -> Result<Option<String>, String> {
+    let mut de = serde_json::Deserializer::from_slice(content);
+    let id = de
+        .deserialize_any(ObjectId)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => e.to_string(),
+            _ => format!("not valid JSON: {e}"),
+        })?;
+    de.end().map_err(|e| format!("not valid JSON: {e}"))?;
+    Ok(id)
+}
+
+/// Visits one JSON object, keeping only its string `id`.
+struct ObjectId;
+
+impl<'de> Visitor<'de> for ObjectId {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut id = None;
+        while let Some(is_id) = map.next_key_seed(IsId)? {
+            if is_id {
+                id = map.next_value::<Value>()?.as_str().map(str::to_owned);
+            } else {
+                map.next_value_seed(Valid)?;
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// Any JSON value, parsed as strictly as into a `Value` (numbers in range, strings valid
+/// UTF-8 with valid escapes: `IgnoredAny` skips without those checks) but not kept.
+struct Valid;
+
+impl<'de> DeserializeSeed<'de> for Valid {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Valid {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Valid)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Valid)?.is_some() {
+            map.next_value_seed(Valid)?;
+        }
+        Ok(())
+    }
+}
+
+/// A key, seen only as whether it is `id` (no copy of it is made).
+struct IsId;
+
+impl<'de> DeserializeSeed<'de> for IsId {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IsId {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "id")
+    }
+}
+
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -109,5 +276,70 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line's row as `next_line` and `next_checked` read it: the same verdict on every line.
+    fn both(line: &[u8]) -> (Result<Row, ()>, Result<Option<String>, ()>) {
+        let mut full = Lines::new(line, "t", 1 << 20);
+        let mut checked = Lines::new(line, "t", 1 << 20);
+        let row = match full.next_line() {
+            Ok(Some(l)) => l.row.ok_or(()),
+            _ => Err(()),
+        };
+        let raw = match checked.next_checked() {
+            Ok(Some(l)) => l.row.ok_or(()).map(|r| {
+                assert_eq!(r.parse().ok().as_ref(), row.as_ref().ok(), "{line:?}");
+                r.id
+            }),
+            _ => Err(()),
+        };
+        (row, raw)
+    }
+
+    #[test]
+    fn a_checked_line_is_refused_exactly_when_a_parsed_one_is() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let lines: Vec<Vec<u8>> = [
+            r#"{"id":"a","n":1}"#,
+            r#"{"id":1}"#,
+            r#"{"id":"a","id":"b"}"#,
+            r#"{"x":{"id":"inner"}}"#,
+            r#"{}"#,
+            r#"  {"a":1}  "#,
+            r#"[1]"#,
+            r#""text""#,
+            r#"{"a":1} x"#,
+            r#"{"a":1}{"b":2}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":-0.0,"b":123456789012345678901234567890}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\u00zz"}"#,
+            r#"{"a":"tab	inside"}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"id":"a"#,
+            deep.as_str(),
+        ]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .chain([
+            b"{\"a\":\"\xff\"}".to_vec(),
+            b"{\"id\":\"\xc3\xa9\"}".to_vec(),
+        ])
+        .collect();
+        for line in &lines {
+            let (row, id) = both(line);
+            assert_eq!(row.is_ok(), id.is_ok(), "{}", String::from_utf8_lossy(line));
+            if let (Ok(row), Ok(id)) = (row, id) {
+                assert_eq!(id.as_deref(), row.get("id").and_then(Value::as_str));
+            }
+        }
     }
 }

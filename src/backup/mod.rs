@@ -67,6 +67,7 @@ pub mod seal;
 pub mod writer;
 
 pub use error::{BackupError, Result};
+pub use jsonl::RawRow;
 pub use manifest::{FileEntry, Manifest, PassphraseInfo, Scope, FORMAT_VERSION};
 pub use reader::{open, open_with_limits, ArchiveData, OpenedArchive, TableRows, TableSummary};
 pub use seal::{derive_key, key_check, SealParams, DEFAULT_ITERATIONS, MAX_ITERATIONS};

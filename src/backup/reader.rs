@@ -18,7 +18,7 @@ use zip::ZipArchive;
 
 use super::entry::{self, Declared, EntryReader};
 use super::error::{BackupError, Result};
-use super::jsonl::{Line, Lines, Stop};
+use super::jsonl::{Line, Lines, RawRow, Stop};
 use super::layout;
 use super::manifest::{FileEntry, Manifest};
 use super::seal::{self, SealParams, IV_LEN, KEY_CHECK_LEN, SALT_LEN, TAG_LEN};
@@ -547,9 +547,11 @@ impl<'a> ArchiveData<'a> {
     }
 }
 
+type LinesOf<'z, 'a> = Lines<BufReader<EntryReader<ZipEntry<'z, 'a>>>>;
+
 /// One `data/<table>.jsonl` being read (see [`ArchiveData::table_rows`]).
 pub struct TableRows<'z, 'a> {
-    lines: Lines<BufReader<EntryReader<ZipEntry<'z, 'a>>>>,
+    lines: LinesOf<'z, 'a>,
     name: String,
     what: String,
     expected: Option<FileEntry>,
@@ -577,24 +579,27 @@ impl TableRows<'_, '_> {
         out
     }
 
+    /// [`Self::next_rows`], each row kept as its checked JSON text (a fraction of the memory of
+    /// a parsed row), parsed when used.
+    pub fn next_raw_rows(&mut self, max: usize) -> Vec<RawRow> {
+        let mut out = Vec::new();
+        while out.len() < max && self.stop.is_none() {
+            let read = self.lines.next_checked();
+            match counted(read, &mut self.rows, &mut self.stop) {
+                Some(line) => out.extend(line.row),
+                None => break,
+            }
+        }
+        out
+    }
+
     /// The next line; `None` at the end of the file or when reading stopped.
     fn next_line(&mut self) -> Option<Line<'_>> {
         if self.stop.is_some() {
             return None;
         }
-        match self.lines.next_line() {
-            Ok(None) => None,
-            Ok(Some(line)) => {
-                if line.row.is_some() {
-                    self.rows += 1;
-                }
-                Some(line)
-            }
-            Err(stop) => {
-                self.stop = Some(stop);
-                None
-            }
-        }
+        let read = self.lines.next_line();
+        counted(read, &mut self.rows, &mut self.stop)
     }
 
     /// Checks the table as a whole, after its last line: its sha256 (when the manifest lists
@@ -646,6 +651,27 @@ impl TableRows<'_, '_> {
             bytes,
             sha256,
         })
+    }
+}
+
+/// A line read: its row counted in `rows`; a failure kept in `stop` (and `None`).
+fn counted<'l, T>(
+    read: std::result::Result<Option<Line<'l, T>>, Stop>,
+    rows: &mut u64,
+    stop: &mut Option<Stop>,
+) -> Option<Line<'l, T>> {
+    match read {
+        Ok(None) => None,
+        Ok(Some(line)) => {
+            if line.row.is_some() {
+                *rows += 1;
+            }
+            Some(line)
+        }
+        Err(e) => {
+            *stop = Some(e);
+            None
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use super::json::{from_js, to_js};
 use super::store::{promise, ManaStore, StoreInner};
 use super::webcrypto::{aes_gcm_decrypt, aes_gcm_encrypt, pbkdf2_sha256, sha256};
 use crate::backup::{
-    self, ArchiveData, BackupWriter, ManifestInfo, Phase, Progress, Scope, SealParams,
+    self, ArchiveData, BackupWriter, ManifestInfo, Phase, Progress, RawRow, Scope, SealParams,
     DEFAULT_ITERATIONS,
 };
 use crate::error_code::ErrorCode;
@@ -181,7 +181,7 @@ async fn read_tables(
     data: &mut ArchiveData<'_>,
     row_counts: &BTreeMap<String, u64>,
     cb: &Option<js_sys::Function>,
-) -> Result<Vec<(String, Vec<backup::Row>)>, JsCodedError> {
+) -> Result<Vec<(String, Vec<RawRow>)>, JsCodedError> {
     let total: u64 = row_counts.values().sum();
     let (mut done, mut bytes) = (0u64, 0u64);
     let mut slice = Slicer::new();
@@ -192,7 +192,9 @@ async fn read_tables(
         };
         let mut rows = Vec::new();
         loop {
-            let batch = table.next_rows(PARSE_SLICE);
+            // Kept as checked text until merged: parsed, the rows of a large archive would
+            // take several hundred MB.
+            let batch = table.next_raw_rows(PARSE_SLICE);
             if batch.is_empty() {
                 break;
             }
@@ -352,11 +354,7 @@ impl StoreInner {
         for (_, rows) in &known {
             let mut seen = HashSet::with_capacity(rows.len());
             let mut repeated = HashSet::new();
-            for (i, id) in rows
-                .iter()
-                .filter_map(|r| r.get("id")?.as_str())
-                .enumerate()
-            {
+            for (i, id) in rows.iter().filter_map(|r| r.id.as_deref()).enumerate() {
                 if !seen.insert(id) {
                     repeated.insert(id.to_owned());
                 }
@@ -380,7 +378,11 @@ impl StoreInner {
             let mut local: HashMap<String, Value> = HashMap::new();
             let mut rows = rows.into_iter();
             loop {
-                let chunk: Vec<backup::Row> = rows.by_ref().take(IMPORT_CHUNK).collect();
+                let chunk = rows
+                    .by_ref()
+                    .take(IMPORT_CHUNK)
+                    .map(|r| r.parse())
+                    .collect::<Result<Vec<_>, _>>()?;
                 if chunk.is_empty() {
                     break;
                 }
@@ -432,8 +434,8 @@ impl StoreInner {
         &self,
         table: &str,
         from: u64,
-        rows: Vec<backup::Row>,
-    ) -> Result<Vec<backup::Row>, JsCodedError> {
+        rows: Vec<RawRow>,
+    ) -> Result<Vec<RawRow>, JsCodedError> {
         // Cloned out, so a migration may call back into the store (even registerMigration).
         let steps: Vec<js_sys::Function> = self
             .migrations
@@ -446,7 +448,7 @@ impl StoreInner {
         }
         rows.into_iter()
             .map(|row| {
-                let mut v = to_js(&row)?;
+                let mut v = to_js(&row.parse()?)?;
                 for f in &steps {
                     v = f.call2(&JsValue::NULL, &v, &table.into()).map_err(|e| {
                         JsCodedError::new(
@@ -455,7 +457,8 @@ impl StoreInner {
                         )
                     })?;
                 }
-                from_js(&v, ErrorCode::MigrationFailed)
+                let row: backup::Row = from_js(&v, ErrorCode::MigrationFailed)?;
+                Ok(RawRow::new(&row))
             })
             .collect()
     }

@@ -260,14 +260,14 @@ impl WriteTx {
     }
 
     /// Every record of a store with its key, read inside this transaction `chunk` records at
-    /// a time, so that the browser turns each chunk into JS objects in a task of its own.
+    /// a time, so that the browser turns each chunk into JS objects in a task of its own;
+    /// `on_chunk(keys, values)` gets each chunk as it comes, in that task.
     pub async fn get_all_chunked(
         &self,
         store: &str,
         chunk: u32,
-        on_chunk: &dyn Fn(),
-    ) -> Result<Vec<(Array, Array)>, JsCodedError> {
-        let mut chunks = Vec::new();
+        on_chunk: &mut dyn FnMut(Array, Array) -> Result<(), JsCodedError>,
+    ) -> Result<(), JsCodedError> {
         let mut range = JsValue::NULL; // every key, then those after the last one read
         loop {
             // Both issued at once (one round trip); requests of a transaction complete in order.
@@ -277,18 +277,16 @@ impl WriteTx {
             let keys: Array = self.finish(keys).await?.unchecked_into();
             let n = keys.length();
             if n == 0 {
-                break;
+                return Ok(());
             }
             range = web_sys::IdbKeyRange::lower_bound_with_open(&keys.get(n - 1), true)
                 .map_err(dom_error)?
                 .into();
-            chunks.push((keys, values));
-            on_chunk();
+            on_chunk(keys, values)?;
             if n < chunk {
-                break;
+                return Ok(());
             }
         }
-        Ok(chunks)
     }
 
     async fn read(

@@ -376,19 +376,25 @@ impl Commit {
     /// Every stored record of a collection, read inside this transaction; `on_chunk` after
     /// each read of [`READ_CHUNK`] (it may call into the store: nothing is borrowed).
     pub async fn get_all(&self, collection: &str, on_chunk: &dyn Fn()) -> JsResult<StoredRecords> {
-        let chunks = self
-            .tx
-            .get_all_chunked(collection, READ_CHUNK, on_chunk)
-            .await?;
         let mut index = std::collections::HashMap::new();
-        for (c, (keys, _)) in (0u32..).zip(&chunks) {
-            for (i, key) in (0u32..).zip(keys.iter()) {
-                if let Some(id) = key.as_string() {
+        let mut values = Vec::new();
+        let mut add = |keys: js_sys::Array, chunk: js_sys::Array| {
+            // The chunk's keys cross as one JSON text (one call, not one per key), indexed in
+            // the chunk's own task.
+            let keys: Vec<Value> = from_js(&keys.into(), ErrorCode::Internal)?;
+            let c = values.len() as u32;
+            for (i, key) in (0u32..).zip(keys) {
+                if let Value::String(id) = key {
                     index.insert(id, (c, i));
                 }
             }
-        }
-        let values = chunks.into_iter().map(|(_, values)| values).collect();
+            values.push(chunk);
+            on_chunk();
+            Ok(())
+        };
+        self.tx
+            .get_all_chunked(collection, READ_CHUNK, &mut add)
+            .await?;
         Ok(StoredRecords { values, index })
     }
 

@@ -15,7 +15,7 @@ use crate::records::RecordError;
 /// `signIn`'s options: with `vaultKey`, the guest's data is re-encrypted under the user's key.
 // Read from JS by hand (serde can't see a typed array), by the name `VAULT_KEY`, which a test
 // pins to the serde name here.
-#[derive(Debug, Default, Serialize, Tsify)]
+#[derive(Default, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct SignInOptions {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -273,8 +273,9 @@ impl Writer<'_> {
             // from one this device had seen.
             let base = meta
                 .get(&field)
-                .and_then(FieldMeta::read)
-                .map(|e| e.at.to_string());
+                .and_then(|e| e.get("at"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             fields.insert(
                 field.clone(),
                 FieldChange {
@@ -489,10 +490,10 @@ impl Writer<'_> {
             if name == FIELD_ID || (name == FIELD_SPACE_ID && exists) {
                 continue; // the id is the key; the space is immutable once the record exists
             }
-            // An entry without `at` (or no entry) takes the row's fallback time.
+            // An entry without a string `at` (or no entry) takes the row's fallback time.
             let entry = incoming_meta.get(&name);
             let (at, actor) = match entry {
-                Some(e) if e.get("at").is_some() => {
+                Some(e) if e.get("at").is_some_and(Value::is_string) => {
                     let meta = FieldMeta::read(e).ok_or_else(|| {
                         RecordError::InvalidRecord(format!(
                             "{collection}/{id}: bad __fieldMeta.{name}.at"

@@ -105,7 +105,7 @@ fn pull_all(data: &mut backup::ArchiveData<'_>, raw: bool) -> Result<Tables, Bac
         let summary = table.finish()?;
         for r in raws {
             let row = r.parse()?;
-            assert_eq!(r.id.as_deref(), row.get("id").and_then(Value::as_str));
+            assert_eq!(r.id(), row.get("id").and_then(Value::as_str));
             rows.push(row);
         }
         bytes += summary.bytes;
@@ -310,10 +310,12 @@ fn every_truncation_and_bit_flip_is_refused_or_read_without_panic() {
     ] {
         let bytes = std::fs::read(vector_dir().join(format!("{name}.mana"))).unwrap();
         for len in 0..bytes.len() {
-            let err = run(&bytes[..len], None, Limits::default(), Reading::Pull)
-                .err()
-                .unwrap_or_else(|| panic!("{name} cut to {len} bytes was read"));
-            assert!(!err.code().as_str().is_empty());
+            for reading in [Reading::All, Reading::Pull, Reading::PullRaw] {
+                let err = run(&bytes[..len], None, Limits::default(), reading)
+                    .err()
+                    .unwrap_or_else(|| panic!("{name} cut to {len} bytes was read ({reading:?})"));
+                assert!(!err.code().as_str().is_empty());
+            }
         }
         let mut flipped = bytes.clone();
         for i in 0..bytes.len() {

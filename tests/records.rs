@@ -360,6 +360,45 @@ fn import_without_field_meta_never_beats_local_edits() {
     assert_eq!(err.code(), "invalid_record");
 }
 
+/// An archive's `__fieldMeta` entry without a string `at` takes the row's fallback time (as
+/// if it had no entry, its `actor` kept); a string that is no timestamp refuses the row.
+#[test]
+fn import_takes_the_fallback_time_for_an_entry_without_a_string_at() {
+    let mut env = Env::new();
+    let row = |at: Value| {
+        json!({"id": "n1", "title": "t", "updatedAt": "2020-01-01T00:00:00.000Z",
+               "__fieldMeta": {"title": {"at": at, "actor": {"kind": "ai"}}}})
+        .as_object()
+        .unwrap()
+        .clone()
+    };
+    let fallback = env
+        .run(false, |w| w.import_row("notes", None, row(json!(null))))
+        .unwrap()
+        .unwrap();
+    let meta = mana_sync::field_meta::decode(&fallback.stored, &fallback.stored["__fieldMeta"])
+        .expect("stored meta decodes");
+    let title = meta["title"]["at"].as_str().unwrap();
+    assert!(title.starts_with("2020-01-01T00:00:00.000Z-"), "{title}");
+    assert_eq!(meta["title"]["actor"], json!({"kind": "ai"}));
+    for at in [json!(123), json!({"x": 1})] {
+        let w = env
+            .run(false, |w| w.import_row("notes", None, row(at.clone())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            w.stored["__fieldMeta"], fallback.stored["__fieldMeta"],
+            "{at}"
+        );
+    }
+    let err = env
+        .run(false, |w| {
+            w.import_row("notes", None, row(json!("not a time")))
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_record");
+}
+
 #[test]
 fn a_put_over_a_stored_record_nulls_the_fields_it_drops_locally_and_on_the_wire() {
     let mut env = Env::new();

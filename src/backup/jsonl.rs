@@ -22,12 +22,16 @@ pub(crate) struct Line<'a, T = Row> {
 /// caller holding a whole table before writing it cannot afford.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
-    /// Its `id`, when that is a string.
-    pub id: Option<String>,
+    id: Option<String>,
     json: Box<[u8]>,
 }
 
 impl RawRow {
+    /// Its `id`, when that is a string.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
     /// A row as its text (e.g. one a migration returned).
     pub fn new(row: &Row) -> RawRow {
         RawRow {
@@ -38,10 +42,11 @@ impl RawRow {
         }
     }
 
-    /// The row. It was checked when read, so this fails only on a bug.
+    /// The row. It was checked when read, so this fails only on a bug (reported as
+    /// `invalid_input`, never as a corrupt archive).
     pub fn parse(&self) -> Result<Row, BackupError> {
         serde_json::from_slice(&self.json)
-            .map_err(|e| BackupError::corrupt(format!("a checked row does not parse: {e}")))
+            .map_err(|e| BackupError::InvalidInput(format!("a checked row does not parse: {e}")))
     }
 }
 
@@ -156,27 +161,28 @@ impl<R: BufRead> Lines<R> {
 /// it; returns its `id` when that is a string.
 fn check_object(content: &[u8]) -> Result<Option<String>, String> {
     let mut de = serde_json::Deserializer::from_slice(content);
-    let id = de
+    let parsed = de
         .deserialize_any(ObjectId)
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => e.to_string(),
-            _ => format!("not valid JSON: {e}"),
-        })?;
+        .map_err(|e| format!("not valid JSON: {e}"))?;
     de.end().map_err(|e| format!("not valid JSON: {e}"))?;
-    Ok(id)
+    // Worded as `next_line` words it (and without echoing the line).
+    parsed.map_err(|kind| format!("expected a JSON object, found {kind}"))
 }
 
-/// Visits one JSON object, keeping only its string `id`.
+/// Visits one JSON value: an object's string `id`, or what kind of value it is instead (the
+/// value checked all the same, so that invalid JSON is reported first, as a full parse does).
 struct ObjectId;
 
+type ObjectOrKind = Result<Option<String>, &'static str>;
+
 impl<'de> Visitor<'de> for ObjectId {
-    type Value = Option<String>;
+    type Value = ObjectOrKind;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectOrKind, A::Error> {
         let mut id = None;
         while let Some(is_id) = map.next_key_seed(IsId)? {
             if is_id {
@@ -185,7 +191,36 @@ impl<'de> Visitor<'de> for ObjectId {
                 map.next_value_seed(Valid)?;
             }
         }
-        Ok(id)
+        Ok(Ok(id))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ObjectOrKind, A::Error> {
+        Valid.visit_seq(seq)?;
+        Ok(Err("an array"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<ObjectOrKind, E> {
+        Ok(Err("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<ObjectOrKind, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<ObjectOrKind, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<ObjectOrKind, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<ObjectOrKind, E> {
+        Ok(Err("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<ObjectOrKind, E> {
+        Ok(Err("null"))
     }
 }
 
@@ -283,21 +318,29 @@ fn json_kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
 
-    /// A line's row as `next_line` and `next_checked` read it: the same verdict on every line.
-    fn both(line: &[u8]) -> (Result<Row, ()>, Result<Option<String>, ()>) {
+    /// What refused a line (its message), if anything.
+    fn refusal<T>(read: Result<Option<Line<'_, T>>, Stop>) -> Result<Option<T>, String> {
+        match read {
+            Ok(line) => Ok(line.and_then(|l| l.row)),
+            Err(Stop::Content(e)) => Err(e.to_string()),
+            Err(Stop::Io(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// A line's row as `next_line` and `next_checked` read it: the same verdict, in the same
+    /// words, on every line.
+    fn both(line: &[u8]) -> (Result<Row, String>, Result<Option<String>, String>) {
         let mut full = Lines::new(line, "t", 1 << 20);
         let mut checked = Lines::new(line, "t", 1 << 20);
-        let row = match full.next_line() {
-            Ok(Some(l)) => l.row.ok_or(()),
-            _ => Err(()),
-        };
-        let raw = match checked.next_checked() {
-            Ok(Some(l)) => l.row.ok_or(()).map(|r| {
-                assert_eq!(r.parse().ok().as_ref(), row.as_ref().ok(), "{line:?}");
-                r.id
-            }),
-            _ => Err(()),
-        };
+        let row = refusal(full.next_line()).map(|r| r.expect("a row"));
+        let raw = refusal(checked.next_checked()).map(|r| {
+            let r = r.expect("a row");
+            assert_eq!(r.parse().ok().as_ref(), row.as_ref().ok(), "{line:?}");
+            r.id
+        });
+        if let (Err(a), Err(b)) = (&row, &raw) {
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(line));
+        }
         (row, raw)
     }
 
@@ -313,6 +356,11 @@ mod tests {
             r#"  {"a":1}  "#,
             r#"[1]"#,
             r#""text""#,
+            r#"null"#,
+            r#"true"#,
+            r#"-1.5"#,
+            r#"[1, {"a": tru}]"#,
+            r#"[1] x"#,
             r#"{"a":1} x"#,
             r#"{"a":1}{"b":2}"#,
             r#"{"a":1e400}"#,

@@ -176,7 +176,8 @@ fn iso_now() -> String {
     js_sys::Date::new_0().to_iso_string().into()
 }
 
-/// Every table's rows (everything checked before it returns), parsed a slice at a time.
+/// Every table's rows as checked text (everything checked before it returns), a slice at a
+/// time; they are parsed when merged.
 async fn read_tables(
     data: &mut ArchiveData<'_>,
     row_counts: &BTreeMap<String, u64>,
@@ -354,7 +355,7 @@ impl StoreInner {
         for (_, rows) in &known {
             let mut seen = HashSet::with_capacity(rows.len());
             let mut repeated = HashSet::new();
-            for (i, id) in rows.iter().filter_map(|r| r.id.as_deref()).enumerate() {
+            for (i, id) in rows.iter().filter_map(RawRow::id).enumerate() {
                 if !seen.insert(id) {
                     repeated.insert(id.to_owned());
                 }

@@ -273,8 +273,10 @@ impl WriteTx {
             // Both issued at once (one round trip); requests of a transaction complete in order.
             let values = self.issue(store, |s| s.get_all_with_key_and_limit(&range, chunk))?;
             let keys = self.issue(store, |s| s.get_all_keys_with_key_and_limit(&range, chunk))?;
-            let values: Array = self.finish(values).await?.unchecked_into();
-            let keys: Array = self.finish(keys).await?.unchecked_into();
+            // Both awaited before either error counts: a promise left behind would reject
+            // unheard when the transaction aborts.
+            let (values, keys) = futures::join!(self.finish(values), self.finish(keys));
+            let (values, keys): (Array, Array) = (values?.unchecked_into(), keys?.unchecked_into());
             let n = keys.length();
             if n == 0 {
                 return Ok(());

@@ -15,7 +15,7 @@ use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
 use crate::field_meta;
-use crate::merge::{join_field, meta_entry, FieldMeta, FieldState, RecordState};
+use crate::merge::{join_field, meta_entry, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
 };
@@ -490,19 +490,19 @@ impl Writer<'_> {
             if name == FIELD_ID || (name == FIELD_SPACE_ID && exists) {
                 continue; // the id is the key; the space is immutable once the record exists
             }
-            // An entry without a string `at` (or no entry) takes the row's fallback time.
             let entry = incoming_meta.get(&name);
-            let (at, actor) = match entry {
-                Some(e) if e.get("at").is_some_and(Value::is_string) => {
-                    let meta = FieldMeta::read(e).ok_or_else(|| {
+            let at = entry
+                .and_then(|e| e.get("at"))
+                .and_then(Value::as_str)
+                .map(|s| {
+                    Hlc::parse(s).map_err(|_| {
                         RecordError::InvalidRecord(format!(
                             "{collection}/{id}: bad __fieldMeta.{name}.at"
                         ))
-                    })?;
-                    (meta.at, meta.actor)
-                }
-                _ => (fallback, entry.and_then(|e| e.get("actor")).cloned()),
-            };
+                    })
+                })
+                .transpose()?
+                .unwrap_or(fallback);
             let value = if name == FIELD_SPACE_ID
                 && value
                     .as_str()
@@ -513,7 +513,11 @@ impl Writer<'_> {
             } else {
                 value
             };
-            let state = FieldState { value, at, actor };
+            let state = FieldState {
+                value,
+                at,
+                actor: entry.and_then(|e| e.get("actor")).cloned(),
+            };
             if join_field(&mut fields, name.clone(), state.clone()) {
                 won.insert(name, state);
             }

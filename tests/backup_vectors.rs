@@ -55,6 +55,8 @@ enum Reading {
     PullRaw,
 }
 
+const READINGS: [Reading; 3] = [Reading::All, Reading::Pull, Reading::PullRaw];
+
 fn run(
     bytes: &[u8],
     passphrase: Option<&str>,
@@ -115,7 +117,7 @@ fn pull_all(data: &mut backup::ArchiveData<'_>, raw: bool) -> Result<Tables, Bac
 }
 
 fn check_vector(name: &str, bytes: &[u8], expect: &Value) -> Result<(), String> {
-    for reading in [Reading::All, Reading::Pull, Reading::PullRaw] {
+    for reading in READINGS {
         check_reading(bytes, expect, reading).map_err(|e| format!("{reading:?}: {e}"))?;
     }
     let _ = name;
@@ -310,7 +312,7 @@ fn every_truncation_and_bit_flip_is_refused_or_read_without_panic() {
     ] {
         let bytes = std::fs::read(vector_dir().join(format!("{name}.mana"))).unwrap();
         for len in 0..bytes.len() {
-            for reading in [Reading::All, Reading::Pull, Reading::PullRaw] {
+            for reading in READINGS {
                 let err = run(&bytes[..len], None, Limits::default(), reading)
                     .err()
                     .unwrap_or_else(|| panic!("{name} cut to {len} bytes was read ({reading:?})"));

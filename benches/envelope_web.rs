@@ -32,6 +32,76 @@ mod web {
             })
         });
     }
+
+    /// One stored record (two encrypted fields, a put's `__fieldMeta`) → its backup row, as the
+    /// export takes it (`export_row::write_export_row`, from the record's JSON text) and by the
+    /// value path it replaced (parse, `records::export_row`, serialise).
+    #[wasm_bindgen_bench]
+    fn export_row(c: &mut Criterion) {
+        use mana_sync::clock::Clock;
+        use mana_sync::crypto::RandomPool;
+        use mana_sync::records::Writer;
+        use mana_sync::schema::StoreConfig;
+        *c = std::mem::take(c)
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+        let cfg: StoreConfig =
+            serde_json::from_value(json!({"name": "b", "userId": "u1", "apps": {
+                "bench": {"collections": {"notes": {"encrypted": ["title", "content"]}}}
+            }}))
+            .unwrap();
+        let registry = cfg.registry();
+        let cipher = FieldCipher::new(&[7u8; 32]);
+        let (mut clock, mut random) = (Clock::new(1), RandomPool::default());
+        let stored = Writer {
+            config: &cfg,
+            registry: &registry,
+            cipher: Some(&cipher),
+            clock: &mut clock,
+            random: &mut random,
+            wall_millis: 1_795_600_800_000,
+            actor: None,
+        }
+        .put(
+            "notes",
+            json!({
+                "id": "row-0001234",
+                "title": "Backup row 1234 with a short title",
+                "content": "Body of row 1234: the quick brown fox jumps over the lazy dog.",
+                "updatedAt": 1_700_000_001_234u64,
+                "tags": ["a", "b"],
+            }),
+        )
+        .unwrap()
+        .stored;
+        let text = serde_json::to_string(&stored).unwrap();
+        let mut out = Vec::with_capacity(1024);
+        c.bench_function("export row: text path", |b| {
+            b.iter(|| {
+                out.clear();
+                mana_sync::export_row::write_export_row(
+                    &registry,
+                    Some(&cipher),
+                    "notes",
+                    &text,
+                    &mut out,
+                )
+                .unwrap();
+                out.len()
+            })
+        });
+        c.bench_function("export row: value path", |b| {
+            b.iter(|| {
+                out.clear();
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let row =
+                    mana_sync::records::export_row(&registry, Some(&cipher), "notes", v).unwrap();
+                serde_json::to_writer(&mut out, &row).unwrap();
+                out.len()
+            })
+        });
+    }
 }
 
 /// The runner calls the registered benches; natively this bench is empty.

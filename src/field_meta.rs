@@ -86,7 +86,8 @@ pub fn decode(record: &Map<String, Value>, stored: &Value) -> Option<Map<String,
     }
 }
 
-fn is_data_field(name: &str) -> bool {
+/// Whether a record's field carries meta (all but `id` and `__fieldMeta` itself).
+pub fn is_data_field(name: &str) -> bool {
     name != FIELD_ID && name != FIELD_META
 }
 

@@ -8,11 +8,13 @@ pub mod claim;
 pub mod clock;
 pub mod crypto;
 pub mod error_code;
+pub mod export_row;
 pub mod field_meta;
 pub mod merge;
 pub mod protocol;
 pub mod records;
 pub mod schema;
+pub mod strict_json;
 pub mod sync;
 #[cfg(test)]
 mod ts_drift;

@@ -182,6 +182,30 @@ async fn failed_imports_leave_the_store_exactly_as_it_was() {
 }
 
 #[wasm_bindgen_test]
+async fn an_export_needs_the_vault_even_when_it_locks_half_way() {
+    // Locked: the encrypted fields can't be exported as plaintext.
+    let a = seeded("alice", 1).await;
+    a.lock();
+    assert_eq!(code(a.export_backup(None)).await, "vault_locked");
+    ok_js(a.unlock(&[1; 32])).await;
+    // Locked by the app's progress callback while the rows are packed: the export stops with
+    // the same code (the callback may call back into the store: nothing is borrowed across it).
+    let rows: Vec<Value> = (0..3_000)
+        .map(|i| json!({"id": format!("r{i:05}"), "title": format!("note {i}"), "updatedAt": i}))
+        .collect();
+    ok_js(a.bulk_put("notes".into(), js(json!(rows)), None)).await;
+    let store = JsValue::from(a);
+    let export = js_sys::Function::new_with_args(
+        "s",
+        "return s.exportBackup({ onProgress: (phase) => { if (phase === 'serialize') s.lock(); } });",
+    );
+    let promise: js_sys::Promise = export.call1(&JsValue::NULL, &store).unwrap().unchecked_into();
+    let err = wasm_bindgen_futures::JsFuture::from(promise).await.unwrap_err();
+    let code = js_sys::Reflect::get(&err, &"code".into()).unwrap();
+    assert_eq!(code.as_string().as_deref(), Some("vault_locked"), "{err:?}");
+}
+
+#[wasm_bindgen_test]
 async fn every_backup_phase_is_reported_and_app_selection_exports_only_those_apps() {
     let a = seeded("alice", 1).await;
     let phases: Rc<RefCell<Vec<String>>> = Rc::default();

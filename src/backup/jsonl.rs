@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::BackupError;
 use super::Row;
+use crate::strict_json::Valid;
 
 /// One line as read: its exact bytes (with its line ending) and, unless it is a trailing blank
 /// line, its row (a [`Row`], or what [`Lines::next_checked`] keeps of it). The `raw` of every
@@ -221,62 +222,6 @@ impl<'de> Visitor<'de> for ObjectId {
 
     fn visit_unit<E>(self) -> Result<ObjectOrKind, E> {
         Ok(Err("null"))
-    }
-}
-
-/// Any JSON value, parsed as strictly as into a `Value` (numbers in range, strings valid
-/// UTF-8 with valid escapes: `IgnoredAny` skips without those checks) but not kept.
-struct Valid;
-
-impl<'de> DeserializeSeed<'de> for Valid {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Valid {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Valid)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Valid)?.is_some() {
-            map.next_value_seed(Valid)?;
-        }
-        Ok(())
     }
 }
 

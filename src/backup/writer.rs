@@ -226,6 +226,35 @@ impl<'p> BackupWriter<'p> {
         self.row_written()
     }
 
+    /// Append one row that `write` serialises into the archive's buffer itself (e.g.
+    /// `export_row::write_export_row`): one JSON object's text, without a newline. On an
+    /// error nothing of it stays.
+    pub fn write_row_with<E: From<BackupError>>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        if self.current.is_none() {
+            return Err(
+                BackupError::InvalidInput("write_row_with before begin_table".into()).into(),
+            );
+        }
+        let start = self.chunk.len();
+        if let Err(e) = write(&mut self.chunk) {
+            self.chunk.truncate(start);
+            return Err(e);
+        }
+        let line = &self.chunk[start..];
+        if line.first() != Some(&b'{') || line.contains(&b'\n') {
+            self.chunk.truncate(start);
+            return Err(BackupError::InvalidInput(
+                "a row must be one JSON object on one line".into(),
+            )
+            .into());
+        }
+        self.chunk.push(b'\n');
+        self.row_written().map_err(E::from)
+    }
+
     /// Append one already-serialised row (without its newline). It is checked to be exactly one
     /// JSON object on one line; its bytes are kept verbatim.
     pub fn write_raw_line(&mut self, line: &[u8]) -> Result<()> {

@@ -76,6 +76,20 @@ impl FieldCipher {
         let Some(b64) = s.strip_prefix(ENVELOPE_PREFIX) else {
             return Ok(value.clone());
         };
+        let buf = self.open_text(collection, id, field, b64)?;
+        serde_json::from_slice(&buf)
+            .map_err(|_| CryptoError::DecryptFailed(format!("{collection}/{id}/{field}")))
+    }
+
+    /// The plaintext bytes (a JSON value's text, unchecked) of an envelope given without its
+    /// prefix.
+    pub fn open_text(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        b64: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
         let fail = || CryptoError::DecryptFailed(format!("{collection}/{id}/{field}"));
         let raw = URL_SAFE_NO_PAD
             .decode(b64)
@@ -84,9 +98,9 @@ impl FieldCipher {
         if raw.len() < NONCE_LEN + TAG_LEN {
             return Err(fail());
         }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-        let mut buf = ct.to_vec();
+        let nonce: [u8; NONCE_LEN] = raw[..NONCE_LEN].try_into().expect("length checked");
+        let mut buf = raw;
+        buf.drain(..NONCE_LEN);
         self.aead
             .decrypt_in_place(
                 &Nonce::from(nonce),
@@ -94,6 +108,6 @@ impl FieldCipher {
                 &mut buf,
             )
             .map_err(|_| fail())?;
-        serde_json::from_slice(&buf).map_err(|_| fail())
+        Ok(buf)
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -25,7 +26,7 @@ use super::backup_types::{
 use super::error::JsCodedError;
 use super::event_loop::{started, ticking, yield_now, Slicer};
 use super::idb_write::ChunkedRead;
-use super::json::{from_js, to_js};
+use super::json::{from_js, js_text, to_js};
 use super::store::{promise, ManaStore, StoreInner};
 use super::webcrypto::{aes_gcm_decrypt, aes_gcm_encrypt, pbkdf2_sha256, sha256};
 use crate::backup::{
@@ -33,7 +34,8 @@ use crate::backup::{
     DEFAULT_ITERATIONS,
 };
 use crate::error_code::ErrorCode;
-use crate::records::{self, PreparedWrite};
+use crate::export_row::write_export_row;
+use crate::records::PreparedWrite;
 
 /// Records read per step of an export.
 const EXPORT_CHUNK: u32 = 1000;
@@ -261,25 +263,25 @@ impl StoreInner {
                 let mut start = 0;
                 while start < chunk.length() {
                     let end = chunk.length().min(start + EXPORT_SLICE);
-                    let rows: Vec<Value> = from_js(&chunk.slice(start, end), ErrorCode::Internal)?;
+                    let text = js_text(&chunk.slice(start, end))?;
+                    let rows: Vec<&RawValue> = serde_json::from_str(&text)
+                        .map_err(|e| JsCodedError::new(ErrorCode::Internal, e.to_string()))?;
                     start = end;
-                    // Decrypt first, then write: the writer calls the app's progress callback,
-                    // which must be free to call back into the store (e.g. `lock()`).
-                    let rows = {
-                        let vault = self.vault.borrow();
-                        rows.into_iter()
-                            .map(|row| {
-                                records::export_row(
-                                    &self.registry,
-                                    vault.cipher().ok(),
-                                    collection,
-                                    row,
-                                )
-                            })
-                            .collect::<Result<Vec<_>, _>>()?
-                    };
-                    for row in &rows {
-                        writer.write_row(row)?;
+                    for row in rows {
+                        // The vault is borrowed per row, not across the writer's progress
+                        // call: the app's callback must be free to call back into the store
+                        // (e.g. `lock()`).
+                        writer.write_row_with(|out| {
+                            let vault = self.vault.borrow();
+                            write_export_row(
+                                &self.registry,
+                                vault.cipher().ok(),
+                                collection,
+                                row.get(),
+                                out,
+                            )
+                            .map_err(JsCodedError::from)
+                        })?;
                     }
                     slice.tick().await;
                 }

@@ -9,13 +9,21 @@ use super::error::JsCodedError;
 
 /// JS value → Rust, via `JSON.stringify` + serde_json. `code` names what was malformed.
 pub fn from_js<T: DeserializeOwned>(v: &JsValue, code: ErrorCode) -> Result<T, JsCodedError> {
+    let text = stringify(v, code)?;
+    serde_json::from_str(&text).map_err(|e| JsCodedError::new(code, e.to_string()))
+}
+
+/// Values the store itself read from IndexedDB, as JSON text (`JSON.stringify`).
+pub fn js_text(v: &JsValue) -> Result<String, JsCodedError> {
+    stringify(v, ErrorCode::Internal)
+}
+
+fn stringify(v: &JsValue, code: ErrorCode) -> Result<String, JsCodedError> {
     let text = js_sys::JSON::stringify(v).map_err(|_| {
         JsCodedError::new(code, "value is not JSON-serialisable (cycle or BigInt?)")
     })?;
-    let text = text
-        .as_string()
-        .ok_or_else(|| JsCodedError::new(code, "value is undefined or a function"))?;
-    serde_json::from_str(&text).map_err(|e| JsCodedError::new(code, e.to_string()))
+    text.as_string()
+        .ok_or_else(|| JsCodedError::new(code, "value is undefined or a function"))
 }
 
 /// Rust → JS value, via serde_json + `JSON.parse`.

@@ -199,8 +199,13 @@ async fn an_export_needs_the_vault_even_when_it_locks_half_way() {
         "s",
         "return s.exportBackup({ onProgress: (phase) => { if (phase === 'serialize') s.lock(); } });",
     );
-    let promise: js_sys::Promise = export.call1(&JsValue::NULL, &store).unwrap().unchecked_into();
-    let err = wasm_bindgen_futures::JsFuture::from(promise).await.unwrap_err();
+    let promise: js_sys::Promise = export
+        .call1(&JsValue::NULL, &store)
+        .unwrap()
+        .unchecked_into();
+    let err = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .unwrap_err();
     let code = js_sys::Reflect::get(&err, &"code".into()).unwrap();
     assert_eq!(code.as_string().as_deref(), Some("vault_locked"), "{err:?}");
 }
@@ -377,14 +382,17 @@ async fn repeated_rows_of_an_id_merge_onto_the_local_record() {
 
 #[wasm_bindgen_test]
 async fn an_import_merges_onto_local_records_in_every_read_chunk() {
-    // The local records are read 5,000 at a time: rows of ids in the first, a middle and the
-    // last chunk must each find their local record (else they would replace it).
+    // The local records are read 2,500 at a time: rows of ids in the first, middle and last
+    // chunks, on both sides of chunk boundaries, must each find their local record (else they
+    // would replace it).
     let s = store("fay", 6).await;
     let local: Vec<Value> = (0..12_000)
         .map(|i| json!({"id": format!("r{i:06}"), "title": "local", "content": i}))
         .collect();
     ok_js(s.bulk_put("notes".into(), js(Value::Array(local)), None)).await;
-    let ids = ["r000100", "r004999", "r005000", "r007000", "r011999"];
+    let ids = [
+        "r000100", "r002499", "r002500", "r004999", "r005000", "r007000", "r011999",
+    ];
     let rows: Vec<Value> = ids
         .iter()
         .map(|id| {

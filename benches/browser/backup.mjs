@@ -149,6 +149,9 @@ async function main() {
       before: progress.filter((p) => p.t <= l.longtask).at(-1),
       after: progress.find((p) => p.t >= l.longtask + l.ms),
     }));
+    // The five longest gaps between progress reports, with the reports on either side.
+    results.longestGaps = progress.slice(1).map((p, i) => ({ ms: p.t - progress[i].t, from: progress[i], to: p }))
+      .sort((a, b) => b.ms - a.ms).slice(0, 5);
   }
   document.getElementById("out").textContent = JSON.stringify(results, null, 2);
   window.__benchResults = results;

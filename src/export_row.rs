@@ -98,8 +98,9 @@ fn fast(
             Err(e) => return Some(Err(e.into())),
         };
         if !strict_json::is_valid(&plain) {
-            let path = format!("{collection}/{id}/{field}");
-            return Some(Err(CryptoError::DecryptFailed(path).into()));
+            return Some(Err(
+                CryptoError::decrypt_failed(collection, id, field).into()
+            ));
         }
         if plain.iter().any(|b| matches!(b, b'\n' | b'\r')) {
             return None;

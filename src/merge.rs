@@ -123,8 +123,13 @@ impl FieldMeta {
         let at = entry.get("at")?.as_str()?.parse().ok()?;
         Some(FieldMeta {
             at,
-            actor: entry.get("actor").cloned(),
+            actor: FieldMeta::read_actor(entry),
         })
+    }
+
+    /// The entry's actor; `null` is none, as a change's `actor: null` deserialises.
+    pub fn read_actor(entry: &Value) -> Option<Actor> {
+        entry.get("actor").filter(|a| !a.is_null()).cloned()
     }
 
     /// `read`'s error: the entry of `name` has no valid `at`.

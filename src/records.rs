@@ -15,7 +15,7 @@ use crate::crypto::{
     is_encrypted, is_shared_space, CryptoError, EncryptionRegistry, FieldCipher, RandomPool,
 };
 use crate::field_meta;
-use crate::merge::{join_field, meta_entry, FieldState, RecordState};
+use crate::merge::{join_field, meta_entry, FieldMeta, FieldState, RecordState};
 use crate::protocol::{
     Change, FieldChange, Op, FIELD_DELETED_AT, FIELD_ID, FIELD_META, FIELD_SPACE_ID,
 };
@@ -516,7 +516,7 @@ impl Writer<'_> {
             let state = FieldState {
                 value,
                 at,
-                actor: entry.and_then(|e| e.get("actor")).cloned(),
+                actor: entry.and_then(FieldMeta::read_actor),
             };
             if join_field(&mut fields, name.clone(), state.clone()) {
                 won.insert(name, state);

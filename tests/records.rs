@@ -436,3 +436,25 @@ fn a_put_over_a_stored_record_nulls_the_fields_it_drops_locally_and_on_the_wire(
     );
     second.change.validate().unwrap();
 }
+
+/// An entry's `actor: null` is no actor, as a change's `actor: null` deserialises: the
+/// imported record's meta and its pending change carry none, so the import agrees with what
+/// the server and other devices read.
+#[test]
+fn an_archive_actor_null_is_no_actor() {
+    let mut env = Env::new();
+    let at = "2020-01-01T00:00:00.000Z-0000-0000000000000001";
+    let row = json!({"id": "n1", "title": "t",
+                     "__fieldMeta": {"title": {"at": at, "actor": null}}})
+    .as_object()
+    .unwrap()
+    .clone();
+    let w = env
+        .run(false, |w| w.import_row("notes", None, row))
+        .unwrap()
+        .unwrap();
+    let meta = mana_sync::field_meta::decode(&w.stored, &w.stored["__fieldMeta"])
+        .expect("stored meta decodes");
+    assert_eq!(meta["title"], json!({"at": at}));
+    assert_eq!(w.change.actor, None);
+}

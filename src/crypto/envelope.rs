@@ -77,8 +77,7 @@ impl FieldCipher {
             return Ok(value.clone());
         };
         let buf = self.open_text(collection, id, field, b64)?;
-        serde_json::from_slice(&buf)
-            .map_err(|_| CryptoError::DecryptFailed(format!("{collection}/{id}/{field}")))
+        serde_json::from_slice(&buf).map_err(|_| CryptoError::decrypt_failed(collection, id, field))
     }
 
     /// The plaintext bytes (a JSON value's text, unchecked) of an envelope given without its
@@ -90,7 +89,7 @@ impl FieldCipher {
         field: &str,
         b64: &str,
     ) -> Result<Vec<u8>, CryptoError> {
-        let fail = || CryptoError::DecryptFailed(format!("{collection}/{id}/{field}"));
+        let fail = || CryptoError::decrypt_failed(collection, id, field);
         let raw = URL_SAFE_NO_PAD
             .decode(b64)
             .or_else(|_| URL_SAFE.decode(b64))

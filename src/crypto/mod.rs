@@ -32,6 +32,11 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
+    /// The field at `collection/id/field` does not open under the current key.
+    pub fn decrypt_failed(collection: &str, id: &str, field: &str) -> CryptoError {
+        CryptoError::DecryptFailed(format!("{collection}/{id}/{field}"))
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             CryptoError::VaultLocked => ErrorCode::VaultLocked,

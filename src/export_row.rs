@@ -7,12 +7,12 @@
 //! Why: parsing 100,000 records into `serde_json` maps and writing them out again took more of
 //! a sealed export's main thread than anything but AES (BENCHMARKS.md, "Backup (browser)").
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::crypto::{CryptoError, EncryptionRegistry, FieldCipher, ENVELOPE_PREFIX};
 use crate::field_meta::is_data_field;
+use crate::json_text::{get, has_escape_or_newline, plain_str, Fields, ObjectWriter};
 use crate::protocol::{FIELD_ID, FIELD_META};
 use crate::records::{self, RecordError};
 use crate::strict_json;
@@ -171,82 +171,4 @@ fn write_meta(
     }
     object.finish();
     row.entry(FIELD_META, &meta);
-}
-
-/// Writes `{"key":value,…}` from keys that need no escaping (borrowed from JSON text, which
-/// leaves none in them) and values' JSON text.
-struct ObjectWriter<'o> {
-    out: &'o mut Vec<u8>,
-    sep: u8,
-}
-
-impl<'o> ObjectWriter<'o> {
-    fn new(out: &'o mut Vec<u8>) -> Self {
-        ObjectWriter { out, sep: b'{' }
-    }
-
-    fn entry(&mut self, key: &str, value: &[u8]) {
-        self.out.push(self.sep);
-        self.sep = b',';
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self.out.extend_from_slice(value);
-    }
-
-    fn finish(self) {
-        if self.sep == b'{' {
-            self.out.push(b'{');
-        }
-        self.out.push(b'}');
-    }
-}
-
-fn get<'a>(fields: &[(&str, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
-    fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-}
-
-/// An object's entries in order, borrowed from its text; duplicate keys refused (the value
-/// path keeps the last, this one would write both).
-struct Fields<'a>(Vec<(&'a str, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(FieldsVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields: Vec<(&'de str, &'de RawValue)> = Vec::new();
-        while let Some(key) = map.next_key::<&'de str>()? {
-            if get(&fields, key).is_some() {
-                return Err(serde::de::Error::custom("duplicate key"));
-            }
-            fields.push((key, map.next_value()?));
-        }
-        Ok(Fields(fields))
-    }
-}
-
-/// A JSON string's content when it has no escape at all (then it is the text between the
-/// quotes); `None` otherwise.
-fn plain_str(raw: &RawValue) -> Option<&str> {
-    let text = raw.get();
-    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(inner)
-}
-
-fn has_escape_or_newline(text: &[u8]) -> bool {
-    text.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' || b == b'\r' || (b == b'\\' && text.get(i + 1) == Some(&b'u')))
 }

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error_code;
 pub mod export_row;
 pub mod field_meta;
+mod json_text;
 pub mod merge;
 pub mod protocol;
 pub mod records;

@@ -21,6 +21,9 @@ use crate::protocol::{
 };
 use crate::schema::StoreConfig;
 
+mod import_text;
+pub use import_text::PreparedText;
+
 /// A record: a JSON object with a string `id`. `spaceId` and `deletedAt` are reserved.
 // The shape the `.d.ts` declares; the code reads records as JSON objects by these names (the
 // `FIELD_*` constants), which a test pins to the serde names here.

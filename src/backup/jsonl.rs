@@ -43,6 +43,11 @@ impl RawRow {
         }
     }
 
+    /// Its JSON text (checked to be one JSON object, hence UTF-8: `None` only on a bug).
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.json).ok()
+    }
+
     /// The row. It was checked when read, so this fails only on a bug (reported as
     /// `invalid_input`, never as a corrupt archive).
     pub fn parse(&self) -> Result<Row, BackupError> {

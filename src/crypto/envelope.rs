@@ -45,7 +45,19 @@ impl FieldCipher {
         value: &Value,
         nonce: [u8; NONCE_LEN],
     ) -> String {
-        let mut buf = serde_json::to_vec(value).expect("a JSON value always serialises");
+        let text = serde_json::to_vec(value).expect("a JSON value always serialises");
+        self.encrypt_text(collection, id, field, text, nonce)
+    }
+
+    /// Seals a field value given as its JSON text (unchecked: the caller's).
+    pub fn encrypt_text(
+        &self,
+        collection: &str,
+        id: &str,
+        field: &str,
+        mut buf: Vec<u8>,
+        nonce: [u8; NONCE_LEN],
+    ) -> String {
         self.aead
             .encrypt_in_place(
                 &Nonce::from(nonce),

@@ -27,7 +27,7 @@ use super::error::JsCodedError;
 use super::event_loop::{started, ticking, yield_now, Slicer};
 use super::idb_write::ChunkedRead;
 use super::json::{from_js, js_text, to_js};
-use super::store::{promise, ManaStore, StoreInner};
+use super::store::{promise, ManaStore, StoreInner, TextBatch};
 use super::webcrypto::{aes_gcm_decrypt, aes_gcm_encrypt, pbkdf2_sha256, sha256};
 use crate::backup::{
     self, ArchiveData, BackupWriter, ManifestInfo, Phase, Progress, RawRow, Scope, SealParams,
@@ -35,7 +35,6 @@ use crate::backup::{
 };
 use crate::error_code::ErrorCode;
 use crate::export_row::write_export_row;
-use crate::records::PreparedWrite;
 
 /// Records read per step of an export.
 const EXPORT_CHUNK: u32 = 1000;
@@ -381,23 +380,31 @@ impl StoreInner {
             let mut local: HashMap<String, Value> = HashMap::new();
             let mut rows = rows.into_iter();
             loop {
-                let chunk = rows
-                    .by_ref()
-                    .take(IMPORT_CHUNK)
-                    .map(|r| r.parse())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let chunk: Vec<RawRow> = rows.by_ref().take(IMPORT_CHUNK).collect();
                 if chunk.is_empty() {
                     break;
                 }
                 let n = chunk.len() as u64;
-                for id in chunk.iter().filter_map(|row| row.get("id")?.as_str()) {
+                for id in chunk.iter().filter_map(RawRow::id) {
                     if let Some(record) = stored.take(id)? {
                         local.insert(id.to_owned(), record);
                     }
                 }
-                let writes = self.prepare(None, |w| {
-                    let mut out: Vec<PreparedWrite> = Vec::with_capacity(chunk.len());
-                    for row in chunk {
+                let batch = self.prepare::<_, JsCodedError>(None, |w| {
+                    let mut batch = TextBatch::default();
+                    for raw in chunk {
+                        // A record this device does not hold, in one row of the archive: the
+                        // text path, unless the row is one it leaves to `import_row`.
+                        let fresh = raw
+                            .id()
+                            .is_some_and(|id| !local.contains_key(id) && !repeated.contains(id));
+                        if let Some(text) = raw.text().filter(|_| fresh) {
+                            if let Some(p) = w.import_new_row_text(&table, text) {
+                                batch.push_text(p?);
+                                continue;
+                            }
+                        }
+                        let row = raw.parse()?;
                         let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
                         let id = id.to_string();
                         // A repeated id keeps its current state for its later rows, whether
@@ -411,15 +418,15 @@ impl StoreInner {
                             if repeated.contains(&id) {
                                 local.insert(id, Value::Object(p.stored.clone()));
                             }
-                            out.push(p);
+                            batch.push(&p)?;
                         }
                     }
-                    Ok(out)
+                    Ok(batch)
                 })?;
                 let counts = per_table.entry(table.clone()).or_default();
-                counts.imported += writes.len() as u64;
-                counts.skipped += n - writes.len() as u64;
-                commit.write(&table, writes)?;
+                counts.imported += batch.len() as u64;
+                counts.skipped += n - batch.len() as u64;
+                commit.write_text(&table, batch)?;
                 commit.breathe(&table).await?;
                 done += n;
                 // Between chunks, with no store state borrowed: the callback may call back

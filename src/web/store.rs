@@ -26,7 +26,7 @@ use super::types::{ListQueryJs, WriteOptionsJs};
 use crate::clock::{tab_node, Clock, Hlc};
 use crate::crypto::{EncryptionRegistry, RandomPool, Vault};
 use crate::protocol::Change;
-use crate::records::{self, PreparedWrite, RecordError, Writer};
+use crate::records::{self, PreparedText, PreparedWrite, RecordError, Writer};
 use crate::schema::StoreConfig;
 
 pub(crate) struct StoreInner {
@@ -71,11 +71,14 @@ impl StoreInner {
 
     /// Prepares writes with the store's clock, vault and random pool. Nothing is written if
     /// any record fails.
-    pub(crate) fn prepare<T>(
+    pub(crate) fn prepare<T, E>(
         &self,
         actor: Option<&Value>,
-        f: impl FnOnce(&mut Writer) -> Result<T, RecordError>,
-    ) -> JsResult<T> {
+        f: impl FnOnce(&mut Writer) -> Result<T, E>,
+    ) -> JsResult<T>
+    where
+        JsCodedError: From<E>,
+    {
         let vault = self.vault.borrow();
         let mut clock = self.clock.borrow_mut();
         let mut random = self.random.borrow_mut();
@@ -112,7 +115,8 @@ impl StoreInner {
         stores.extend([PENDING, META]);
         Ok(Commit {
             tx: WriteTx::begin(&self.raw()?, &stores)?,
-            pending: Vec::new(),
+            pending: String::new(),
+            pending_count: 0,
             written: Vec::new(),
             created_at: js_sys::Date::now(),
             pacer: Pacer::new(),
@@ -337,8 +341,9 @@ const PENDING_ROW_CHANGES: usize = 500;
 /// prepared.
 pub(crate) struct Commit {
     tx: WriteTx,
-    /// Changes not yet in a `_pendingChanges` row.
-    pending: Vec<Change>,
+    /// Changes not yet in a `_pendingChanges` row: their JSON texts, comma-separated.
+    pending: String,
+    pending_count: usize,
     written: Vec<String>,
     created_at: f64,
     pacer: Pacer,
@@ -400,21 +405,34 @@ impl Commit {
 
     /// Issues the puts of prepared records and queues their changes.
     pub fn write(&mut self, collection: &str, writes: Vec<PreparedWrite>) -> JsResult<()> {
-        if writes.is_empty() {
+        let mut batch = TextBatch::default();
+        for w in &writes {
+            batch.push(w)?;
+        }
+        self.write_text(collection, batch)
+    }
+
+    /// [`Commit::write`] of records and changes already JSON text.
+    pub fn write_text(&mut self, collection: &str, batch: TextBatch) -> JsResult<()> {
+        if batch.changes.is_empty() {
             return Ok(());
         }
-        let stored: Vec<_> = writes.iter().map(|w| &w.stored).collect();
         // One JSON.parse per chunk builds every JS object at once.
-        let stored: js_sys::Array =
-            parse(&serde_json::to_string(&stored).map_err(internal)?)?.unchecked_into();
+        let mut stored = batch.stored;
+        stored.push(']');
+        let stored: js_sys::Array = parse(&stored)?.unchecked_into();
         self.pacer
             .issued(self.tx.put_all_in_flight(collection, &stored)?);
         if !self.written.iter().any(|c| c == collection) {
             self.written.push(collection.to_string());
         }
-        for w in writes {
-            self.pending.push(w.change);
-            if self.pending.len() == PENDING_ROW_CHANGES {
+        for change in batch.changes {
+            if self.pending_count > 0 {
+                self.pending.push(',');
+            }
+            self.pending.push_str(&change);
+            self.pending_count += 1;
+            if self.pending_count == PENDING_ROW_CHANGES {
                 self.flush_pending()?;
             }
         }
@@ -431,23 +449,59 @@ impl Commit {
     /// text of the changes in order: a string is far cheaper for IndexedDB to clone and store
     /// than thousands of objects, and it is sent as it is.
     fn flush_pending(&mut self) -> JsResult<()> {
-        if self.pending.is_empty() {
+        if self.pending_count == 0 {
             return Ok(());
         }
-        self.tx
-            .add(PENDING, &pending_row(&self.pending, self.created_at)?)?;
+        let text = format!("[{}]", self.pending);
+        let row = pending_row_text(text, self.pending_count, self.created_at)?;
+        self.tx.add(PENDING, &row)?;
         self.pending.clear();
+        self.pending_count = 0;
         Ok(())
+    }
+}
+
+/// Records to store and their changes as JSON text: a chunk for [`Commit::write_text`].
+#[derive(Default)]
+pub(crate) struct TextBatch {
+    /// `[` and the records' texts, comma-separated (closed when written).
+    stored: String,
+    changes: Vec<String>,
+}
+
+impl TextBatch {
+    pub fn push(&mut self, w: &PreparedWrite) -> JsResult<()> {
+        self.push_text(PreparedText {
+            stored: serde_json::to_string(&w.stored).map_err(internal)?,
+            change: serde_json::to_string(&w.change).map_err(internal)?,
+        });
+        Ok(())
+    }
+
+    pub fn push_text(&mut self, w: PreparedText) {
+        self.stored
+            .push(if self.changes.is_empty() { '[' } else { ',' });
+        self.stored.push_str(&w.stored);
+        self.changes.push(w.change);
+    }
+
+    pub fn len(&self) -> usize {
+        self.changes.len()
     }
 }
 
 /// One `_pendingChanges` row `{count, createdAt, changes}`, `changes` the JSON text of the
 /// changes in order (see [`Commit::flush_pending`]).
 pub(crate) fn pending_row(changes: &[Change], created_at: f64) -> JsResult<JsValue> {
+    let text = serde_json::to_string(changes).map_err(internal)?;
+    pending_row_text(text, changes.len(), created_at)
+}
+
+/// [`pending_row`] of `count` changes given as the JSON text of their array.
+fn pending_row_text(text: String, count: usize, created_at: f64) -> JsResult<JsValue> {
     let row = js_sys::Object::new();
     let set = |k: &str, v: JsValue| js_sys::Reflect::set(&row, &k.into(), &v);
-    let text = serde_json::to_string(changes).map_err(internal)?;
-    set("count", (changes.len() as u32).into())
+    set("count", (count as u32).into())
         .and_then(|_| set("createdAt", created_at.into()))
         .and_then(|_| set("changes", text.into()))
         .map_err(|_| internal("building a pending row"))?;

@@ -152,6 +152,13 @@ async function main() {
     // The five longest gaps between progress reports, with the reports on either side.
     results.longestGaps = progress.slice(1).map((p, i) => ({ ms: p.t - progress[i].t, from: progress[i], to: p }))
       .sort((a, b) => b.ms - a.ms).slice(0, 5);
+    // Each run of reports of one phase: when it started and how long it lasted.
+    results.phases = [];
+    for (const p of progress) {
+      const last = results.phases.at(-1);
+      if (last?.phase === p.phase) last.ms = p.t - last.t;
+      else results.phases.push({ phase: p.phase, t: p.t, ms: 0 });
+    }
   }
   document.getElementById("out").textContent = JSON.stringify(results, null, 2);
   window.__benchResults = results;

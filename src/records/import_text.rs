@@ -8,7 +8,6 @@
 //! records and changes out again took more of an import's main thread than AES
 //! (BENCHMARKS.md, "Backup (browser)").
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -27,14 +26,21 @@ pub struct PreparedText {
     pub change: String,
 }
 
-/// One entry of the row's `__fieldMeta`, borrowed; other keys are ignored, as `import_row`
-/// reads only these two.
-#[derive(Deserialize)]
+/// One entry of the row's `__fieldMeta`, borrowed: its `at` and its actor (`null` is none);
+/// other keys are ignored, as `import_row` reads only these two.
 struct Entry<'a> {
-    #[serde(borrow)]
     at: &'a str,
-    #[serde(borrow, default)]
     actor: Option<&'a RawValue>,
+}
+
+impl<'a> Entry<'a> {
+    fn read(raw: &'a RawValue) -> Option<Entry<'a>> {
+        let Fields(entry) = serde_json::from_str(raw.get()).ok()?;
+        Some(Entry {
+            at: plain_str(get(&entry, "at")?)?,
+            actor: get(&entry, "actor").filter(|a| a.get() != "null"),
+        })
+    }
 }
 
 impl Writer<'_> {
@@ -67,10 +73,10 @@ impl Writer<'_> {
         // One time and one actor for every field: an insert, its meta one shared entry.
         let mut shared: Option<Entry> = None;
         for (name, _) in fields.iter().filter(|(k, _)| *k != FIELD_ID) {
-            let entry: Entry = serde_json::from_str(get(&meta, name)?.get()).ok()?;
-            let actor = entry.actor.filter(|a| a.get() != "null");
+            let entry = Entry::read(get(&meta, name)?)?;
+            let actor = entry.actor;
             match &shared {
-                None => shared = Some(Entry { actor, ..entry }),
+                None => shared = Some(entry),
                 Some(s)
                     if s.at == entry.at
                         && s.actor.map(RawValue::get) == actor.map(RawValue::get) => {}

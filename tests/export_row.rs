@@ -11,6 +11,8 @@ use mana_sync::schema::StoreConfig;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
+mod writes;
+
 fn config() -> StoreConfig {
     serde_json::from_value(
         json!({"name": "t", "userId": "u1", "apps": {"notes": {"collections": {
@@ -212,18 +214,12 @@ proptest! {
     /// Any sequence of writes through the store's own writer, exported both ways.
     #[test]
     fn the_text_path_equals_the_value_path(
-        ops in proptest::collection::vec((0..3u8, "[a-d]", any::<i32>(), "[ -~\\n\"é]{0,6}"), 1..8),
+        ops in writes::writes(8),
     ) {
         let mut d = Device::new();
         let mut stored: Option<Value> = None;
-        for (op, field, n, s) in ops {
-            let value = match n % 4 { 0 => json!(n), 1 => json!(s), 2 => json!(null), _ => json!({"k": [n, s]}) };
-            let field = match field.as_str() { "a" => "title", "b" => "content", f => f }.to_string();
-            let w = d.write(|w| match op {
-                0 => w.put("notes", json!({"id": "r", field: value})),
-                1 => w.update("notes", stored.clone(), "r", json!({field: value})),
-                _ => w.delete("notes", stored.clone(), "r"),
-            });
+        for op in ops {
+            let w = d.write(|w| op.apply(w, &stored));
             if let Ok(w) = w {
                 stored = Some(Value::Object(w.stored));
             }

@@ -13,6 +13,8 @@ use mana_sync::Change;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
+mod writes;
+
 fn config(user: &str) -> StoreConfig {
     serde_json::from_value(
         json!({"name": "t", "userId": user, "apps": {"notes": {"collections": {
@@ -299,21 +301,15 @@ proptest! {
     /// Any record another device wrote through its own writer, exported and imported both ways.
     #[test]
     fn the_text_path_equals_import_row(
-        ops in proptest::collection::vec((0..3u8, "[a-d]", any::<i32>(), "[ -~\n\"é]{0,6}"), 1..6),
+        ops in writes::writes(6),
         actor in proptest::option::of(0..3u8),
     ) {
         let mut a = Device::new("u1", 3);
         let b = Device::new("u2", 4);
         let actor = actor.map(|k| json!({"kind": k}));
         let mut stored: Option<Value> = None;
-        for (op, field, n, s) in ops {
-            let value = match n % 4 { 0 => json!(n), 1 => json!(s), 2 => json!(null), _ => json!({"k": [n, s]}) };
-            let field = match field.as_str() { "a" => "title", "b" => "content", f => f }.to_string();
-            let w = a.write(actor.as_ref(), |w| match op {
-                0 => w.put("notes", json!({"id": "r", field: value})),
-                1 => w.update("notes", stored.clone(), "r", json!({field: value})),
-                _ => w.delete("notes", stored.clone(), "r"),
-            });
+        for op in ops {
+            let w = a.write(actor.as_ref(), |w| op.apply(w, &stored));
             if let Ok(w) = w {
                 stored = Some(Value::Object(w.stored));
             }

@@ -252,9 +252,8 @@ fn rows_it_leaves_to_import_row() {
             r#"{{"id":"n1","spaceId":"s","title":"t","__fieldMeta":{{{}}}}}"#,
             meta(&["spaceId"], at)
         ),
-        format!(
-            r#"{{"id":"n1","spaceId":"s","title":"t","__fieldMeta":{{"spaceId":{{"at":1}},"title":{{"at":1}}}}}}"#
-        ),
+        r#"{"id":"n1","spaceId":"s","title":"t","__fieldMeta":{"spaceId":{"at":1},"title":{"at":1}}}"#
+            .to_string(),
         // Escapes (in a key, the id, a value's `\u`), a spaceId that is not a plain string.
         format!(
             r#"{{"id":"n1","spaceId":"s","ti\"tle":"t","__fieldMeta":{{{}}}}}"#,

@@ -244,6 +244,7 @@ fn core_error_codes() -> Vec<ErrorCode> {
         SyncError::Server {
             status: 500,
             message: s(),
+            retry_after: None,
         },
         SyncError::Rejected {
             status: 400,

@@ -336,6 +336,15 @@ fn answers_drive_the_status_machine() {
             code: "server_error",
             retry_at_least: Some(0),
         },
+        // The server's database unreachable: a 503 with its Retry-After.
+        Case {
+            status: 503,
+            body: r#"{"code":"unavailable","message":"x"}"#,
+            retry_after: Some(1_000),
+            then: SyncStatus::Error,
+            code: "server_error",
+            retry_at_least: Some(1_000),
+        },
         Case {
             status: 200,
             body: "{not json",
@@ -672,6 +681,68 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
     );
     s.input(Input::Stop);
     assert!(s.take().contains(&Effect::WsClose));
+}
+
+/// A refused token on the socket, as on a request: refreshed once, then `auth-required`, with
+/// no reconnect loop; `syncNow` resumes.
+#[test]
+fn a_socket_whose_token_is_refused_refreshes_once_then_auth_is_required() {
+    let refused = r#"{"type":"error","code":"unauthorized","message":"expired"}"#;
+    let mut s = Sim::started(true);
+    s.input(Input::WsOpened);
+    s.input(Input::Pending(vec![]));
+    s.finish_pulls();
+    s.take();
+    s.input(Input::WsMessage(refused.into()));
+    assert_eq!(s.take(), [Effect::FetchToken { refresh: true }]);
+    s.input(Input::Token(Some("fresh".into())));
+    s.input(Input::WsClosed);
+    let at = s.engine.poll_timeout().unwrap();
+    s.advance_to(at);
+    assert!(s.take().contains(&Effect::WsOpen));
+    s.input(Input::WsOpened);
+    let auth = s.expect("auth frame", |e| match e {
+        Effect::WsSend(t) => Some(t.clone()),
+        _ => None,
+    });
+    assert!(auth.contains("\"fresh\""), "{auth}");
+    // Refused again: auth-required, the socket closed, nothing scheduled.
+    s.input(Input::WsMessage(refused.into()));
+    assert_eq!(s.engine.status(), SyncStatus::AuthRequired);
+    assert!(s.take().contains(&Effect::WsClose));
+    s.input(Input::WsClosed);
+    assert_eq!(s.engine.poll_timeout(), None, "no reconnect loop");
+    assert!(s.take().is_empty());
+    s.input(Input::SyncNow { waiter: 2 });
+    assert!(s.take().contains(&Effect::FetchToken { refresh: false }));
+}
+
+/// Accepted after a refresh, the socket may refresh again the next time its token expires.
+#[test]
+fn a_socket_token_accepted_after_a_refresh_may_be_refreshed_again() {
+    let refused = r#"{"type":"error","code":"unauthorized","message":"expired"}"#;
+    let mut s = Sim::started(true);
+    s.input(Input::WsOpened);
+    s.input(Input::Pending(vec![]));
+    s.finish_pulls();
+    s.take();
+    for token in ["second", "third"] {
+        s.input(Input::WsMessage(refused.into()));
+        assert_eq!(s.take(), [Effect::FetchToken { refresh: true }], "{token}");
+        s.input(Input::Token(Some(token.into())));
+        s.input(Input::WsClosed);
+        let at = s.engine.poll_timeout().unwrap();
+        s.advance_to(at);
+        s.input(Input::WsOpened);
+        s.input(Input::WsMessage(
+            r#"{"type":"auth-ok","userId":"u"}"#.into(),
+        ));
+        assert_ne!(s.engine.status(), SyncStatus::AuthRequired, "{token}");
+        s.take();
+        s.input(Input::Pending(vec![]));
+        s.finish_pulls();
+        s.take();
+    }
 }
 
 #[test]

@@ -732,3 +732,45 @@ async fn bad_sync_options_and_sign_ins_get_coded_errors_and_change_nothing() {
     assert_eq!(get(&guest, "notes", "g").await["spaceId"], "_personal:");
     assert_eq!(get(&a, "notes", "s1").await, before);
 }
+
+/// The function `sync.on` returns unsubscribes that listener: it hears nothing more, while
+/// another listener of the same event still does.
+#[wasm_bindgen_test]
+async fn an_unsubscribed_listener_hears_nothing_more() {
+    let user = unique("uma");
+    let token = dev_token(&user).await;
+    let (a, _) = device(&user).await;
+    let sync = sync_of(&a, &token, false);
+    let kept = listen(&sync, "status");
+    let heard: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = heard.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
+    let unsubscribe: js_sys::Function = sync
+        .on(
+            "status".into(),
+            f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
+        )
+        .unwrap()
+        .unchecked_into();
+    f.forget();
+    ok_js(a.put("notes".into(), js(json!({"id": "u1", "title": "t"})), None)).await;
+    sync_now(&sync).await;
+    let before = heard.borrow().len();
+    assert!(before > 0, "subscribed, it hears the round");
+    assert_eq!(*heard.borrow(), *kept.borrow());
+    unsubscribe.call0(&JsValue::NULL).unwrap();
+    ok_js(a.put("notes".into(), js(json!({"id": "u2", "title": "t"})), None)).await;
+    sync_now(&sync).await;
+    assert_eq!(
+        heard.borrow().len(),
+        before,
+        "unsubscribed: {:?}",
+        heard.borrow()
+    );
+    assert!(
+        kept.borrow().len() > before,
+        "the other listener still hears: {:?}",
+        kept.borrow()
+    );
+    sync.stop();
+}

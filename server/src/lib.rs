@@ -248,6 +248,9 @@ fn cors_layer(origins: Option<&str>) -> CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("last-event-id"),
         ])
+        // A browser page on another origin reads `Retry-After` only if it is exposed; the
+        // client's backoff waits it out.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600));
     let list: Vec<HeaderValue> = origins
         .unwrap_or("*")

@@ -35,11 +35,18 @@ async fn a_user_over_the_limit_gets_429_with_retry_after_and_others_do_not() {
         .http
         .post(format!("{}/sync/notes", s.base))
         .bearer_auth(&alice)
+        .header("origin", "https://app.example")
         .json(&json!({"clientId": "c", "changes": []}))
         .send()
         .await
         .unwrap();
     assert_eq!(push.status(), 429, "pushes count too");
+    // A page on another origin may read it.
+    let exposed = push.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
     let retry: u64 = push.headers()["retry-after"]
         .to_str()
         .unwrap()

@@ -57,6 +57,7 @@ pub fn error_of(answer: &HttpAnswer) -> SyncError {
         500..=599 => SyncError::Server {
             status: answer.status,
             message,
+            retry_after: answer.retry_after,
         },
         status => SyncError::Rejected {
             status,
@@ -132,6 +133,7 @@ pub fn pull_page(answer: &HttpAnswer, collection: &str) -> Result<Page, SyncErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_code::ErrorCode;
 
     fn ans(status: u16, body: &str) -> HttpAnswer {
         HttpAnswer {
@@ -197,6 +199,10 @@ mod tests {
                 retry_after: Some(2000)
             }
         );
+        let mut a = ans(503, r#"{"code":"unavailable","message":"x"}"#);
+        a.retry_after = Some(1000);
+        assert_eq!(error_of(&a).retry_after(), Some(1000));
+        assert_eq!(error_of(&a).code(), ErrorCode::ServerError);
     }
 
     #[test]

@@ -564,11 +564,9 @@ impl SyncEngine {
                 self.close_ws();
             }
             SyncStatus::Offline | SyncStatus::Error if self.running => {
-                let retry_after = match &err {
-                    SyncError::RateLimited { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                let delay = self.backoff.next_delay(self.rng.as_mut(), retry_after);
+                let delay = self
+                    .backoff
+                    .next_delay(self.rng.as_mut(), err.retry_after());
                 self.retry_at = Some(now + delay);
             }
             _ => {}
@@ -859,6 +857,23 @@ impl SyncEngine {
         ));
     }
 
+    /// The socket's token refused (the server then closes it, and it reconnects after a
+    /// backoff), as a 401: refreshed once, refused again `auth-required`, never a loop.
+    fn on_ws_unauthorized(&mut self, now: Millis) {
+        if self.round.is_some() {
+            // The round's own requests meet the same token and take the 401 path.
+            self.token = Token::Unknown;
+        } else if !self.token_refreshed {
+            self.token_refreshed = true;
+            self.token = Token::Fetching;
+            self.effects.push_back(Effect::FetchToken { refresh: true });
+        } else {
+            self.token = Token::Unknown;
+            let err = SyncError::Unauthorized("unauthorized: the live connection's token".into());
+            self.after_failure(now, err);
+        }
+    }
+
     fn on_ws_message(&mut self, text: &str, now: Millis) {
         let Ok(frame) = serde_json::from_str::<WsServerFrame>(text) else {
             return; // unknown frames are ignored (newer servers)
@@ -867,6 +882,7 @@ impl SyncEngine {
             WsServerFrame::AuthOk { .. } => {
                 let was_reconnect = self.ws_backoff.attempt() > 0;
                 self.ws = Ws::Open;
+                self.token_refreshed = false;
                 self.ws_backoff.reset();
                 if was_reconnect {
                     // Notifications may have been missed while the socket was down.
@@ -887,8 +903,7 @@ impl SyncEngine {
             }
             WsServerFrame::Error { code, .. } => {
                 if code == "unauthorized" {
-                    // The server closes the socket; reconnect with a fresh token.
-                    self.token = Token::Unknown;
+                    self.on_ws_unauthorized(now);
                 }
             }
             WsServerFrame::Pong => {}

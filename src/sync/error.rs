@@ -23,7 +23,12 @@ pub enum SyncError {
         retry_after: Option<Millis>,
     },
     #[error("server error {status}: {message}")]
-    Server { status: u16, message: String },
+    Server {
+        status: u16,
+        message: String,
+        /// Its `Retry-After` (a 503 while the server's database is unreachable sends one).
+        retry_after: Option<Millis>,
+    },
     /// The server refused the request (400, 403, 404, or 413 for a single change): the
     /// change stays pending; the server's own code is in the message.
     #[error("rejected by the server ({status} {code}): {message}")]
@@ -41,6 +46,16 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// How long the server asked to be left alone (`Retry-After` of a 429 or a 5xx).
+    pub fn retry_after(&self) -> Option<Millis> {
+        match self {
+            SyncError::RateLimited { retry_after, .. } | SyncError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             SyncError::Network(_) => ErrorCode::Network,

@@ -683,31 +683,43 @@ fn the_websocket_authenticates_pulls_on_notification_and_reconnects_with_backoff
     assert!(s.take().contains(&Effect::WsClose));
 }
 
-/// A refused token on the socket, as on a request: refreshed once, then `auth-required`, with
-/// no reconnect loop; `syncNow` resumes.
-#[test]
-fn a_socket_whose_token_is_refused_refreshes_once_then_auth_is_required() {
-    let refused = r#"{"type":"error","code":"unauthorized","message":"expired"}"#;
+const SOCKET_REFUSED: &str = r#"{"type":"error","code":"unauthorized","message":"expired"}"#;
+
+/// Live, its first round done, the socket open.
+fn live_and_idle() -> Sim {
     let mut s = Sim::started(true);
     s.input(Input::WsOpened);
     s.input(Input::Pending(vec![]));
     s.finish_pulls();
     s.take();
-    s.input(Input::WsMessage(refused.into()));
-    assert_eq!(s.take(), [Effect::FetchToken { refresh: true }]);
-    s.input(Input::Token(Some("fresh".into())));
+    s
+}
+
+/// The socket's token refused: a refresh is asked for, `token` given, the socket reconnects.
+fn socket_refused_then_reconnected(s: &mut Sim, token: &str) {
+    s.input(Input::WsMessage(SOCKET_REFUSED.into()));
+    assert_eq!(s.take(), [Effect::FetchToken { refresh: true }], "{token}");
+    s.input(Input::Token(Some(token.into())));
     s.input(Input::WsClosed);
     let at = s.engine.poll_timeout().unwrap();
     s.advance_to(at);
-    assert!(s.take().contains(&Effect::WsOpen));
+    assert!(s.take().contains(&Effect::WsOpen), "{token}");
     s.input(Input::WsOpened);
+}
+
+/// A refused token on the socket, as on a request: refreshed once, then `auth-required`, with
+/// no reconnect loop; `syncNow` resumes.
+#[test]
+fn a_socket_whose_token_is_refused_refreshes_once_then_auth_is_required() {
+    let mut s = live_and_idle();
+    socket_refused_then_reconnected(&mut s, "fresh");
     let auth = s.expect("auth frame", |e| match e {
         Effect::WsSend(t) => Some(t.clone()),
         _ => None,
     });
     assert!(auth.contains("\"fresh\""), "{auth}");
     // Refused again: auth-required, the socket closed, nothing scheduled.
-    s.input(Input::WsMessage(refused.into()));
+    s.input(Input::WsMessage(SOCKET_REFUSED.into()));
     assert_eq!(s.engine.status(), SyncStatus::AuthRequired);
     assert!(s.take().contains(&Effect::WsClose));
     s.input(Input::WsClosed);
@@ -720,20 +732,9 @@ fn a_socket_whose_token_is_refused_refreshes_once_then_auth_is_required() {
 /// Accepted after a refresh, the socket may refresh again the next time its token expires.
 #[test]
 fn a_socket_token_accepted_after_a_refresh_may_be_refreshed_again() {
-    let refused = r#"{"type":"error","code":"unauthorized","message":"expired"}"#;
-    let mut s = Sim::started(true);
-    s.input(Input::WsOpened);
-    s.input(Input::Pending(vec![]));
-    s.finish_pulls();
-    s.take();
+    let mut s = live_and_idle();
     for token in ["second", "third"] {
-        s.input(Input::WsMessage(refused.into()));
-        assert_eq!(s.take(), [Effect::FetchToken { refresh: true }], "{token}");
-        s.input(Input::Token(Some(token.into())));
-        s.input(Input::WsClosed);
-        let at = s.engine.poll_timeout().unwrap();
-        s.advance_to(at);
-        s.input(Input::WsOpened);
+        socket_refused_then_reconnected(&mut s, token);
         s.input(Input::WsMessage(
             r#"{"type":"auth-ok","userId":"u"}"#.into(),
         ));

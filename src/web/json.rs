@@ -46,3 +46,33 @@ pub fn describe(e: &JsValue) -> String {
         .or_else(|| e.as_string())
         .unwrap_or_else(|| format!("{e:?}"))
 }
+
+/// A JSON array's text built from its items' text: `[`, the items comma-separated, `]`.
+#[derive(Default)]
+pub(crate) struct ArrayText {
+    text: String,
+    len: usize,
+}
+
+impl ArrayText {
+    pub(crate) fn push(&mut self, item: &str) {
+        self.text.push(if self.len == 0 { '[' } else { ',' });
+        self.text.push_str(item);
+        self.len += 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The array's text (`[]` when empty), leaving this one empty.
+    pub(crate) fn take(&mut self) -> String {
+        let mut text = std::mem::take(&mut self.text);
+        if self.len == 0 {
+            text.push('[');
+        }
+        text.push(']');
+        self.len = 0;
+        text
+    }
+}

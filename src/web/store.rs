@@ -18,7 +18,7 @@ use web_sys::IdbDatabase;
 use super::error::{internal, JsCodedError};
 use super::idb::{self, META, PENDING};
 use super::idb_write::{dom_error, Pacer, WriteTx};
-use super::json::{from_js, parse, to_js};
+use super::json::{from_js, parse, to_js, ArrayText};
 use super::listeners::Listeners;
 use super::query::ListQuery;
 use super::tabs::TabChannel;
@@ -115,8 +115,7 @@ impl StoreInner {
         stores.extend([PENDING, META]);
         Ok(Commit {
             tx: WriteTx::begin(&self.raw()?, &stores)?,
-            pending: String::new(),
-            pending_count: 0,
+            pending: ArrayText::default(),
             written: Vec::new(),
             created_at: js_sys::Date::now(),
             pacer: Pacer::new(),
@@ -341,9 +340,8 @@ const PENDING_ROW_CHANGES: usize = 500;
 /// prepared.
 pub(crate) struct Commit {
     tx: WriteTx,
-    /// Changes not yet in a `_pendingChanges` row: their JSON texts, comma-separated.
-    pending: String,
-    pending_count: usize,
+    /// Changes not yet in a `_pendingChanges` row, as the text of their array.
+    pending: ArrayText,
     written: Vec<String>,
     created_at: f64,
     pacer: Pacer,
@@ -413,26 +411,20 @@ impl Commit {
     }
 
     /// [`Commit::write`] of records and changes already JSON text.
-    pub fn write_text(&mut self, collection: &str, batch: TextBatch) -> JsResult<()> {
+    pub fn write_text(&mut self, collection: &str, mut batch: TextBatch) -> JsResult<()> {
         if batch.changes.is_empty() {
             return Ok(());
         }
         // One JSON.parse per chunk builds every JS object at once.
-        let mut stored = batch.stored;
-        stored.push(']');
-        let stored: js_sys::Array = parse(&stored)?.unchecked_into();
+        let stored: js_sys::Array = parse(&batch.stored.take())?.unchecked_into();
         self.pacer
             .issued(self.tx.put_all_in_flight(collection, &stored)?);
         if !self.written.iter().any(|c| c == collection) {
             self.written.push(collection.to_string());
         }
         for change in batch.changes {
-            if self.pending_count > 0 {
-                self.pending.push(',');
-            }
-            self.pending.push_str(&change);
-            self.pending_count += 1;
-            if self.pending_count == PENDING_ROW_CHANGES {
+            self.pending.push(&change);
+            if self.pending.len() == PENDING_ROW_CHANGES {
                 self.flush_pending()?;
             }
         }
@@ -449,14 +441,12 @@ impl Commit {
     /// text of the changes in order: a string is far cheaper for IndexedDB to clone and store
     /// than thousands of objects, and it is sent as it is.
     fn flush_pending(&mut self) -> JsResult<()> {
-        if self.pending_count == 0 {
+        let count = self.pending.len();
+        if count == 0 {
             return Ok(());
         }
-        let text = format!("[{}]", self.pending);
-        let row = pending_row_text(text, self.pending_count, self.created_at)?;
+        let row = pending_row_text(self.pending.take(), count, self.created_at)?;
         self.tx.add(PENDING, &row)?;
-        self.pending.clear();
-        self.pending_count = 0;
         Ok(())
     }
 }
@@ -464,8 +454,7 @@ impl Commit {
 /// Records to store and their changes as JSON text: a chunk for [`Commit::write_text`].
 #[derive(Default)]
 pub(crate) struct TextBatch {
-    /// `[` and the records' texts, comma-separated (closed when written).
-    stored: String,
+    stored: ArrayText,
     changes: Vec<String>,
 }
 
@@ -479,9 +468,7 @@ impl TextBatch {
     }
 
     pub fn push_text(&mut self, w: PreparedText) {
-        self.stored
-            .push(if self.changes.is_empty() { '[' } else { ',' });
-        self.stored.push_str(&w.stored);
+        self.stored.push(&w.stored);
         self.changes.push(w.change);
     }
 

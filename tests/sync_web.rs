@@ -141,17 +141,22 @@ async fn sync_now(sync: &ManaSync) {
 
 /// Collects the values a sync event delivers.
 fn listen(sync: &ManaSync, event: &str) -> Rc<RefCell<Vec<Value>>> {
+    subscribe(sync, event).0
+}
+
+/// [`listen`], with the unsubscribe function `sync.on` returned.
+fn subscribe(sync: &ManaSync, event: &str) -> (Rc<RefCell<Vec<Value>>>, js_sys::Function) {
     let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
     let sink = seen.clone();
     let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
-    let _unsubscribe = sync
+    let unsubscribe = sync
         .on(
             event.into(),
             f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
         )
         .unwrap();
     f.forget();
-    seen
+    (seen, unsubscribe.unchecked_into())
 }
 
 async fn wait_for(what: &str, ms: u32, mut cond: impl FnMut() -> bool) {
@@ -742,17 +747,7 @@ async fn an_unsubscribed_listener_hears_nothing_more() {
     let (a, _) = device(&user).await;
     let sync = sync_of(&a, &token, false);
     let kept = listen(&sync, "status");
-    let heard: Rc<RefCell<Vec<Value>>> = Rc::default();
-    let sink = heard.clone();
-    let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rs(&v)));
-    let unsubscribe: js_sys::Function = sync
-        .on(
-            "status".into(),
-            f.as_ref().unchecked_ref::<js_sys::Function>().clone(),
-        )
-        .unwrap()
-        .unchecked_into();
-    f.forget();
+    let (heard, unsubscribe) = subscribe(&sync, "status");
     ok_js(a.put("notes".into(), js(json!({"id": "u1", "title": "t"})), None)).await;
     sync_now(&sync).await;
     let before = heard.borrow().len();

@@ -1,17 +1,14 @@
 //! `enc:1:` + base64url(nonce 12 ‖ AES-256-GCM ciphertext ‖ tag 16) of a field's JSON value,
 //! with associated data `collection/id/field` so a ciphertext can't move to another field.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::Value;
 
+use super::gcm::{Gcm, NONCE_LEN, TAG_LEN};
 use super::CryptoError;
 
 pub const ENVELOPE_PREFIX: &str = "enc:1:";
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// Whether a stored value is an envelope.
 pub fn is_encrypted(v: &Value) -> bool {
@@ -22,14 +19,12 @@ pub fn is_encrypted(v: &Value) -> bool {
 /// every field (it is zeroized on drop by the `zeroize` feature).
 #[derive(Clone)]
 pub struct FieldCipher {
-    aead: Aes256Gcm,
+    gcm: Gcm,
 }
 
 impl FieldCipher {
     pub fn new(key: &[u8; 32]) -> FieldCipher {
-        FieldCipher {
-            aead: Aes256Gcm::new(key.into()),
-        }
+        FieldCipher { gcm: Gcm::new(key) }
     }
 
     fn aad(collection: &str, id: &str, field: &str) -> Vec<u8> {
@@ -58,13 +53,8 @@ impl FieldCipher {
         mut buf: Vec<u8>,
         nonce: [u8; NONCE_LEN],
     ) -> String {
-        self.aead
-            .encrypt_in_place(
-                &Nonce::from(nonce),
-                &Self::aad(collection, id, field),
-                &mut buf,
-            )
-            .expect("field values are far below the AES-GCM length limit");
+        self.gcm
+            .seal(&nonce, &Self::aad(collection, id, field), &mut buf);
         let mut raw = Vec::with_capacity(NONCE_LEN + buf.len());
         raw.extend_from_slice(&nonce);
         raw.extend_from_slice(&buf);
@@ -112,12 +102,8 @@ impl FieldCipher {
         let nonce: [u8; NONCE_LEN] = raw[..NONCE_LEN].try_into().expect("length checked");
         let mut buf = raw;
         buf.drain(..NONCE_LEN);
-        self.aead
-            .decrypt_in_place(
-                &Nonce::from(nonce),
-                &Self::aad(collection, id, field),
-                &mut buf,
-            )
+        self.gcm
+            .open(&nonce, &Self::aad(collection, id, field), &mut buf)
             .map_err(|_| fail())?;
         Ok(buf)
     }

@@ -5,6 +5,7 @@
 use crate::error_code::ErrorCode;
 
 mod envelope;
+mod gcm;
 mod random;
 mod registry;
 mod vault;

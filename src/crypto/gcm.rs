@@ -140,7 +140,8 @@ impl Blocks {
     }
 }
 
-#[cfg(test)]
+// proptest and the aes-gcm reference are native dev-dependencies only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use aes_gcm::aead::AeadInOut;

@@ -5,8 +5,8 @@
 //! Why not `aes-gcm` itself: it runs the cipher twice per message, once for the tag mask
 //! `E(J0)` and once for the keystream. In wasm the cipher is bitsliced software whose cost is
 //! mostly per call, so for a field of a few dozen bytes the second call was ~40% of the work
-//! (BENCHMARKS.md, "The field envelope's GCM"). Here `J0` and the keystream counters go through the
-//! cipher in one call.
+//! (BENCHMARKS.md, "The field envelope's GCM"). Here `J0` and the keystream counters go
+//! through the cipher in one call.
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::{Aes256, Block};

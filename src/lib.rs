@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod claim;
 pub mod clock;
+mod collect;
 pub mod crypto;
 pub mod error_code;
 pub mod export_row;

@@ -7,6 +7,7 @@
 //! are broken by a total order on the value and then the actor, so the join is commutative,
 //! associative and idempotent whatever the input.
 
+use crate::collect::CollectInserted;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -79,7 +80,7 @@ impl RecordState {
         self.fields
             .iter()
             .map(|(name, f)| (name.clone(), meta_entry(f.at, f.actor.as_ref())))
-            .collect()
+            .collect_inserted()
     }
 
     /// Rebuilds a state from a stored record and its `__fieldMeta`. Fields without meta are
@@ -362,8 +363,10 @@ pub fn cmp_json(a: &Value, b: &Value) -> Ordering {
         (Value::Object(x), Value::Object(y)) => {
             let mut xs: Vec<_> = x.iter().collect();
             let mut ys: Vec<_> = y.iter().collect();
-            xs.sort_by(|p, q| p.0.cmp(q.0));
-            ys.sort_by(|p, q| p.0.cmp(q.0));
+            // One comparator for both: each closure would be its own copy of the sort.
+            let by_key = |p: &(&String, &Value), q: &(&String, &Value)| p.0.cmp(q.0);
+            xs.sort_by(by_key);
+            ys.sort_by(by_key);
             xs.iter()
                 .zip(&ys)
                 .map(|(p, q)| p.0.cmp(q.0).then_with(|| cmp_json(p.1, q.1)))

@@ -3,6 +3,7 @@
 //! that must commit together with the record. The browser layer only moves the results in
 //! and out of IndexedDB.
 
+use crate::collect::CollectInserted;
 use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 
@@ -580,7 +581,7 @@ impl Writer<'_> {
                             },
                         )
                     })
-                    .collect(),
+                    .collect_inserted(),
             );
         }
         store_meta(&mut record, &meta);

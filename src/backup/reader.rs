@@ -8,6 +8,7 @@
 //! sizes are checked as declared and again while decompressing (`entry`). Ambiguous ZIPs — any
 //! whose entries another reader could see differently — are refused (`archive_corrupt`).
 
+use crate::collect::CollectInserted;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Cursor};
@@ -794,7 +795,7 @@ fn check_listed_files(manifest: &Manifest, tables: &[TableEntry]) -> Result<()> 
     let present: BTreeSet<String> = tables
         .iter()
         .map(|t| format!("data/{}.jsonl", t.name))
-        .collect();
+        .collect_inserted();
     if let Some(files) = &manifest.files {
         if let Some(missing) = files.keys().find(|k| !present.contains(*k)) {
             return Err(BackupError::ArchiveTampered(format!(

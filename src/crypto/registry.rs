@@ -1,5 +1,6 @@
 //! Which fields of which collection are encrypted, given when the store is opened.
 
+use crate::collect::CollectInserted;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `spaceId` absent or `_personal:<userId>` is the user's own space; anything else is shared
@@ -25,9 +26,9 @@ impl EncryptionRegistry {
         EncryptionRegistry {
             fields: entries
                 .into_iter()
-                .map(|(c, f)| (c, f.into_iter().collect::<BTreeSet<_>>()))
+                .map(|(c, f)| (c, f.into_iter().collect_inserted::<BTreeSet<_>>()))
                 .filter(|(_, f)| !f.is_empty())
-                .collect(),
+                .collect_inserted(),
         }
     }
 

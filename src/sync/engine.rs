@@ -9,6 +9,7 @@
 //! failure ends the round: `offline` or `error` retry with backoff, `auth-required` (after
 //! one token refresh) and `payment-required` wait for `syncNow()`/`start()`.
 
+use crate::collect::CollectInserted;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::answer::{self, HttpAnswer, Page};
@@ -64,7 +65,7 @@ impl EngineConfig {
         self.apps
             .iter()
             .flat_map(|(a, cs)| cs.iter().map(move |c| (a.clone(), c.clone())))
-            .collect()
+            .collect_inserted()
     }
 }
 

@@ -6,6 +6,7 @@
 //! reopen at `version + 1` and create what is missing — so adding a collection or an index
 //! never drops data, and an undeclared old collection is kept.
 
+use crate::collect::CollectInserted;
 use crate::error_code::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,8 +31,13 @@ type Layout = BTreeMap<String, BTreeSet<String>>;
 fn declared(config: &StoreConfig) -> Layout {
     let mut layout: Layout = config
         .collections()
-        .map(|(_, c, cfg)| (c.to_string(), cfg.indexes.iter().cloned().collect()))
-        .collect();
+        .map(|(_, c, cfg)| {
+            (
+                c.to_string(),
+                cfg.indexes.iter().cloned().collect_inserted(),
+            )
+        })
+        .collect_inserted();
     for s in [PENDING, SYNC_META, META] {
         layout.insert(s.to_string(), BTreeSet::new());
     }
@@ -52,7 +58,10 @@ fn existing(db: &IdbDatabase) -> Result<Layout, JsCodedError> {
     let tx = db.transaction_with_str_sequence(&list).map_err(dom_error)?;
     for name in stores {
         let store = tx.object_store(&name).map_err(dom_error)?;
-        layout.insert(name, names(&store.index_names()).into_iter().collect());
+        layout.insert(
+            name,
+            names(&store.index_names()).into_iter().collect_inserted(),
+        );
     }
     Ok(layout)
 }

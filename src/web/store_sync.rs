@@ -3,6 +3,7 @@
 //! acknowledges, the cursors it advances and the clock — all or nothing — and it takes the
 //! store's write turn like every local write.
 
+use crate::collect::CollectInserted;
 use crate::error_code::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,7 +62,7 @@ impl StoreInner {
                 let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
                 Some(((s("appId")?, s("collection")?), s("cursor")?))
             })
-            .collect())
+            .collect_inserted())
     }
 
     /// Applies a push or pull answer in one transaction (see the module doc), then tells live
@@ -69,7 +70,7 @@ impl StoreInner {
     pub(crate) async fn apply_remote(&self, apply: &Apply) -> JsResult<Applied> {
         let _turn = self.write_turn().await;
         let groups = by_record(&apply.changes);
-        let collections: BTreeSet<&str> = groups.iter().map(|g| g.0).collect();
+        let collections: BTreeSet<&str> = groups.iter().map(|g| g.0).collect_inserted();
         let mut stores: Vec<&str> = collections.iter().copied().collect();
         stores.extend([PENDING, SYNC_META, META]);
         let tx = WriteTx::begin(&self.raw()?, &stores)?;

@@ -1,5 +1,6 @@
 //! `ManaSync`: the handle `store.sync(options)` returns (docs/sync.md).
 
+use crate::collect::CollectInserted;
 use crate::error_code::ErrorCode;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -72,7 +73,7 @@ pub(crate) fn parse_options(
         .apps
         .iter()
         .map(|(app, cfg)| (app.clone(), cfg.collections.keys().cloned().collect()))
-        .collect();
+        .collect_inserted();
     let apps = match init.apps {
         None => all,
         Some(names) => {

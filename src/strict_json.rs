@@ -5,9 +5,22 @@
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Whether `text` is exactly one JSON value (surrounding whitespace allowed).
+///
+/// Parsed as `str` (UTF-8 checked first), never as bytes: every type serde_json reads from a
+/// byte slice is another copy of its parser in the wasm, so the crate reads text only.
 pub fn is_valid(text: &[u8]) -> bool {
-    let mut de = serde_json::Deserializer::from_slice(text);
-    Valid.deserialize(&mut de).is_ok() && de.end().is_ok()
+    std::str::from_utf8(text).is_ok_and(|text| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        Valid.deserialize(&mut de).is_ok() && de.end().is_ok()
+    })
+}
+
+/// The reason given for bytes that are not UTF-8, hence not JSON text.
+pub(crate) fn not_utf8(e: &std::str::Utf8Error) -> String {
+    format!(
+        "not valid JSON: invalid UTF-8 at byte {}",
+        e.valid_up_to() + 1
+    )
 }
 
 /// Any JSON value, parsed as strictly as into a `Value` (numbers in range, strings valid
@@ -83,6 +96,10 @@ mod tests {
         for bad in ["1e400", r#""\ud800""#, "{", "1 2", "", r#"{"a":1,}"#] {
             assert!(!is_valid(bad.as_bytes()), "{bad}");
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
+        }
+        for bad in [&b"\"\xff\""[..], b"[\"\xc3\"]", b"\xef\xbb\xbf1"] {
+            assert!(!is_valid(bad), "{bad:?}");
+            assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err());
         }
     }
 }

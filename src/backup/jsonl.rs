@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::BackupError;
 use super::Row;
-use crate::strict_json::Valid;
+use crate::strict_json::{self, Valid};
 
 /// One line as read: its exact bytes (with its line ending) and, unless it is a trailing blank
 /// line, its row (a [`Row`], or what [`Lines::next_checked`] keeps of it). The `raw` of every
@@ -24,7 +24,7 @@ pub(crate) struct Line<'a, T = Row> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
     id: Option<String>,
-    json: Box<[u8]>,
+    json: Box<str>,
 }
 
 impl RawRow {
@@ -37,21 +37,21 @@ impl RawRow {
     pub fn new(row: &Row) -> RawRow {
         RawRow {
             id: row.get("id").and_then(Value::as_str).map(str::to_owned),
-            json: serde_json::to_vec(row)
+            json: serde_json::to_string(row)
                 .expect("a JSON map serialises")
                 .into(),
         }
     }
 
-    /// Its JSON text (checked to be one JSON object, hence UTF-8: `None` only on a bug).
-    pub fn text(&self) -> Option<&str> {
-        std::str::from_utf8(&self.json).ok()
+    /// Its JSON text, checked to be one JSON object.
+    pub fn text(&self) -> &str {
+        &self.json
     }
 
     /// The row. It was checked when read, so this fails only on a bug (reported as
     /// `invalid_input`, never as a corrupt archive).
     pub fn parse(&self) -> Result<Row, BackupError> {
-        serde_json::from_slice(&self.json)
+        serde_json::from_str(&self.json)
             .map_err(|e| BackupError::InvalidInput(format!("a checked row does not parse: {e}")))
     }
 }
@@ -89,7 +89,7 @@ impl<R: BufRead> Lines<R> {
 
     /// The next line; `Ok(None)` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, Stop> {
-        self.next_with(|content| match serde_json::from_slice::<Value>(content) {
+        self.next_with(|content| match serde_json::from_str::<Value>(content) {
             Ok(Value::Object(row)) => Ok(row),
             Ok(other) => Err(format!(
                 "expected a JSON object, found {}",
@@ -115,7 +115,7 @@ impl<R: BufRead> Lines<R> {
     /// reason the line is refused).
     fn next_with<T>(
         &mut self,
-        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<Line<'_, T>>, Stop> {
         self.buf.clear();
         let n = Read::by_ref(&mut self.reader)
@@ -142,7 +142,11 @@ impl<R: BufRead> Lines<R> {
         if let Some(blank) = self.blank {
             return Err(self.bad(blank, "empty line: every line must be one JSON object"));
         }
-        let row = parse(content).map_err(|reason| self.bad(line_no, reason))?;
+        // Text, not bytes, for serde_json: see strict_json::is_valid.
+        let row = std::str::from_utf8(content)
+            .map_err(|e| strict_json::not_utf8(&e))
+            .and_then(parse)
+            .map_err(|reason| self.bad(line_no, reason))?;
         Ok(Some(Line {
             raw: &self.buf,
             row: Some(row),
@@ -165,8 +169,8 @@ impl<R: BufRead> Lines<R> {
 
 /// Checks that `content` is one JSON object, as [`Lines::next_line`] would, without building
 /// it; returns its `id` when that is a string.
-fn check_object(content: &[u8]) -> Result<Option<String>, String> {
-    let mut de = serde_json::Deserializer::from_slice(content);
+fn check_object(content: &str) -> Result<Option<String>, String> {
+    let mut de = serde_json::Deserializer::from_str(content);
     let parsed = de
         .deserialize_any(ObjectId)
         .map_err(|e| format!("not valid JSON: {e}"))?;

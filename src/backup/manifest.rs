@@ -4,6 +4,7 @@
 //! Reading is tolerant: unknown fields are kept (and written back by the CLI's `seal`/`unseal`),
 //! `files` and `passphrase.keyCheck` are optional (the original writer had neither).
 
+use crate::strict_json;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -123,7 +124,11 @@ pub struct PassphraseInfo {
 impl Manifest {
     /// Parse and check `manifest.json` bytes: a JSON object with `formatVersion` 2.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // Text, not bytes, for serde_json: see strict_json::is_valid.
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            BackupError::NotAManaArchive(format!("manifest.json is {}", strict_json::not_utf8(&e)))
+        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
             BackupError::NotAManaArchive(format!("manifest.json is not valid JSON: {e}"))
         })?;
         let Value::Object(obj) = &value else {

@@ -266,8 +266,9 @@ impl<'p> BackupWriter<'p> {
         if line.contains(&b'\n') {
             return Err(BackupError::InvalidInput("a row must be one line".into()));
         }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(Value::Object(_)) => {}
+        // Text, not bytes, for serde_json: see strict_json::is_valid.
+        match std::str::from_utf8(line).map(serde_json::from_str::<Value>) {
+            Ok(Ok(Value::Object(_))) => {}
             _ => {
                 return Err(BackupError::InvalidInput(
                     "a row must be one JSON object".into(),

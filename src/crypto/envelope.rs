@@ -79,7 +79,11 @@ impl FieldCipher {
             return Ok(value.clone());
         };
         let buf = self.open_text(collection, id, field, b64)?;
-        serde_json::from_slice(&buf).map_err(|_| CryptoError::decrypt_failed(collection, id, field))
+        // As text, not bytes: see strict_json::is_valid.
+        std::str::from_utf8(&buf)
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| CryptoError::decrypt_failed(collection, id, field))
     }
 
     /// The plaintext bytes (a JSON value's text, unchecked) of an envelope given without its

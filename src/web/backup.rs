@@ -398,7 +398,7 @@ impl StoreInner {
                         let fresh = raw
                             .id()
                             .is_some_and(|id| !local.contains_key(id) && !repeated.contains(id));
-                        if let Some(text) = raw.text().filter(|_| fresh) {
+                        if let Some(text) = fresh.then(|| raw.text()) {
                             if let Some(p) = w.import_new_row_text(&table, text) {
                                 batch.push_text(p?);
                                 continue;

@@ -245,6 +245,8 @@ def generate():
           None, err("not_a_mana_archive"))
     write("fail_manifest_not_json", make_zip([("manifest.json", b"{nope", zipfile.ZIP_DEFLATED)]), None,
           err("not_a_mana_archive"))
+    write("fail_manifest_not_utf8", make_zip([("manifest.json", b'{"formatVersion":2,"app":"\xff"}',
+                                                zipfile.ZIP_DEFLATED)]), None, err("not_a_mana_archive"))
     full = unsealed()
     write("fail_truncated", full[: len(full) * 2 // 3], None, err("archive_corrupt"))
     write("fail_unsupported_version", unsealed(m=manifest(ROWS, data_files(), version=3)), None,
@@ -306,6 +308,11 @@ def generate():
           err("archive_corrupt", table="notes", line=3))
     files = {"data/notes.jsonl": jsonl(rows["notes"]).replace(b'{"id":"n2"', b'{"id":"n2" oops', 1)}
     write("fail_bad_jsonl_syntax", make_zip([("manifest.json", manifest(rows, None), zipfile.ZIP_DEFLATED)] +
+          [(n, d, zipfile.ZIP_DEFLATED) for n, d in files.items()]), None,
+          err("archive_corrupt", table="notes", line=2))
+    # A byte that is not UTF-8 inside a string: not JSON text.
+    files = {"data/notes.jsonl": jsonl(rows["notes"]).replace(b'{"id":"n2"', b'{"id":"n2\xc3"', 1)}
+    write("fail_bad_jsonl_utf8", make_zip([("manifest.json", manifest(rows, None), zipfile.ZIP_DEFLATED)] +
           [(n, d, zipfile.ZIP_DEFLATED) for n, d in files.items()]), None,
           err("archive_corrupt", table="notes", line=2))
     files = {"data/notes.jsonl": jsonl(rows["notes"]).replace(b"\n", b"\n\n", 1)}

@@ -5,22 +5,24 @@
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Whether `text` is exactly one JSON value (surrounding whitespace allowed).
-///
-/// Parsed as `str` (UTF-8 checked first), never as bytes: every type serde_json reads from a
-/// byte slice is another copy of its parser in the wasm, so the crate reads text only.
 pub fn is_valid(text: &[u8]) -> bool {
-    std::str::from_utf8(text).is_ok_and(|text| {
+    as_text(text).is_ok_and(|text| {
         let mut de = serde_json::Deserializer::from_str(text);
         Valid.deserialize(&mut de).is_ok() && de.end().is_ok()
     })
 }
 
-/// The reason given for bytes that are not UTF-8, hence not JSON text.
-pub(crate) fn not_utf8(e: &std::str::Utf8Error) -> String {
-    format!(
-        "not valid JSON: invalid UTF-8 at byte {}",
-        e.valid_up_to() + 1
-    )
+/// JSON bytes as the text serde_json reads here; the `Err` is the reason they are not JSON.
+///
+/// The crate parses `str`, never bytes: every type serde_json reads from a byte slice is
+/// another copy of its parser in the wasm (BENCHMARKS.md, "Package size").
+pub(crate) fn as_text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not valid JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to() + 1
+        )
+    })
 }
 
 /// Any JSON value, parsed as strictly as into a `Value` (numbers in range, strings valid

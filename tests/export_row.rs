@@ -231,3 +231,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_sealed_value_that_is_not_json_text_fails_on_both_paths() {
+    let cipher = FieldCipher::new(&[3; 32]);
+    let registry = config().registry();
+    // Not UTF-8 inside a string, not JSON, a byte-order mark.
+    for plain in [&b"\"\xff\""[..], b"{nope", b"\xef\xbb\xbf1"] {
+        let sealed = cipher.encrypt_text("notes", "n1", "title", plain.to_vec(), [7; 12]);
+        let stored = json!({"id": "n1", "title": sealed}).to_string();
+        let (by_value, by_text) = both(&registry, Some(&cipher), "notes", &stored);
+        for result in [by_value, by_text] {
+            assert!(
+                result
+                    .as_ref()
+                    .is_err_and(|e| e.starts_with("decrypt_failed")),
+                "{plain:?}: {result:?}"
+            );
+        }
+    }
+}

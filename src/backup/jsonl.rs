@@ -142,9 +142,7 @@ impl<R: BufRead> Lines<R> {
         if let Some(blank) = self.blank {
             return Err(self.bad(blank, "empty line: every line must be one JSON object"));
         }
-        // Text, not bytes, for serde_json: see strict_json::is_valid.
-        let row = std::str::from_utf8(content)
-            .map_err(|e| strict_json::not_utf8(&e))
+        let row = strict_json::as_text(content)
             .and_then(parse)
             .map_err(|reason| self.bad(line_no, reason))?;
         Ok(Some(Line {

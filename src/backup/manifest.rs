@@ -124,10 +124,8 @@ pub struct PassphraseInfo {
 impl Manifest {
     /// Parse and check `manifest.json` bytes: a JSON object with `formatVersion` 2.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
-        // Text, not bytes, for serde_json: see strict_json::is_valid.
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            BackupError::NotAManaArchive(format!("manifest.json is {}", strict_json::not_utf8(&e)))
-        })?;
+        let text = strict_json::as_text(bytes)
+            .map_err(|reason| BackupError::NotAManaArchive(format!("manifest.json is {reason}")))?;
         let value: Value = serde_json::from_str(text).map_err(|e| {
             BackupError::NotAManaArchive(format!("manifest.json is not valid JSON: {e}"))
         })?;

@@ -21,6 +21,7 @@ use super::manifest::{
 };
 use super::seal::{self, SealParams, DEFAULT_ITERATIONS};
 use super::{is_valid_table_name, Phase, Progress, MANIFEST_NAME, README_NAME, SEALED_NAME};
+use crate::strict_json;
 
 /// Deflate level of the `data/` files. Level 1 is several times faster than the default 6 and
 /// compresses JSONL rows only a little worse (see `benches/backup.rs` and BENCHMARKS.md).
@@ -266,8 +267,7 @@ impl<'p> BackupWriter<'p> {
         if line.contains(&b'\n') {
             return Err(BackupError::InvalidInput("a row must be one line".into()));
         }
-        // Text, not bytes, for serde_json: see strict_json::is_valid.
-        match std::str::from_utf8(line).map(serde_json::from_str::<Value>) {
+        match strict_json::as_text(line).map(serde_json::from_str::<Value>) {
             Ok(Ok(Value::Object(_))) => {}
             _ => {
                 return Err(BackupError::InvalidInput(

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::gcm::{Gcm, NONCE_LEN, TAG_LEN};
 use super::CryptoError;
+use crate::strict_json;
 
 pub const ENVELOPE_PREFIX: &str = "enc:1:";
 
@@ -79,8 +80,7 @@ impl FieldCipher {
             return Ok(value.clone());
         };
         let buf = self.open_text(collection, id, field, b64)?;
-        // As text, not bytes: see strict_json::is_valid.
-        std::str::from_utf8(&buf)
+        strict_json::as_text(&buf)
             .ok()
             .and_then(|text| serde_json::from_str(text).ok())
             .ok_or_else(|| CryptoError::decrypt_failed(collection, id, field))

@@ -413,6 +413,10 @@ fn writer_misuse_is_refused() {
         w.write_raw_line(b"[1]").unwrap_err().code(),
         "invalid_input"
     );
+    assert_eq!(
+        w.write_raw_line(b"{\"id\":\"\xff\"}").unwrap_err().code(),
+        "invalid_input"
+    );
     w.write_raw_line(br#"{"id":"raw","z":1,"a":2}"#).unwrap();
     w.write_row(&json!({"id": "x"})).unwrap();
     assert_eq!(w.begin_table("notes").unwrap_err().code(), "invalid_input");

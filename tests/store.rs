@@ -390,6 +390,10 @@ async fn live_query_notifies_on_put_update_and_delete() {
     let calls = c.seen.borrow().len();
     assert_eq!(calls, 5, "one call per change: {:?}", c.seen.borrow());
     unsubscribe.call0(&JsValue::NULL).unwrap();
+    // A second call (a Svelte component destroyed twice, a cleanup run again) does nothing.
+    unsubscribe
+        .call0(&JsValue::NULL)
+        .expect("unsubscribing again does not throw");
     ok(s.put("notes".into(), js(json!({"id": "n2"})), None)).await;
     // A query that would now differ: give it time to (wrongly) arrive.
     sleep(100).await;

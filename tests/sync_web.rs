@@ -754,6 +754,9 @@ async fn an_unsubscribed_listener_hears_nothing_more() {
     assert!(before > 0, "subscribed, it hears the round");
     assert_eq!(*heard.borrow(), *kept.borrow());
     unsubscribe.call0(&JsValue::NULL).unwrap();
+    unsubscribe
+        .call0(&JsValue::NULL)
+        .expect("unsubscribing again does not throw");
     ok_js(a.put("notes".into(), js(json!({"id": "u2", "title": "t"})), None)).await;
     sync_now(&sync).await;
     assert_eq!(

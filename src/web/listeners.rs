@@ -5,6 +5,21 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use wasm_bindgen::prelude::*;
+
+/// The function `subscribe`/`on` return: runs `unsubscribe` on its first call and does nothing
+/// on later ones (Svelte, RxJS and DOM `removeEventListener` allow a second call). Its Rust
+/// side is freed when JS collects the function, called or not.
+pub fn unsubscribe_function(unsubscribe: impl FnOnce() + 'static) -> JsValue {
+    let mut once = Some(unsubscribe);
+    Closure::<dyn FnMut()>::new(move || {
+        if let Some(unsubscribe) = once.take() {
+            unsubscribe();
+        }
+    })
+    .into_js_value()
+}
+
 /// Called after a committed local write.
 type Hook = Rc<dyn Fn()>;
 

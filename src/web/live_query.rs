@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use super::json::parse;
+use super::listeners::unsubscribe_function;
 use super::query::ListQuery;
 use super::store::{ManaStore, StoreInner};
 use super::types::ListQueryJs;
@@ -108,7 +109,7 @@ impl LiveQuery {
         rerun();
         let id = self.store.listeners.add(self.collection.clone(), rerun);
         let store = Rc::downgrade(&self.store);
-        Closure::once_into_js(move || {
+        unsubscribe_function(move || {
             sub.active.set(false);
             if let Some(store) = store.upgrade() {
                 store.listeners.remove(id);

@@ -15,7 +15,6 @@ use web_sys::{MessageEvent, WebSocket};
 
 use super::error::JsCodedError;
 use super::store::StoreInner;
-use super::sync_handle::SyncChange;
 use crate::crypto::RandomPool;
 use crate::sync::answer::{parse_retry_after, HttpAnswer};
 use crate::sync::lease::{EventKind, LeaseInput};
@@ -32,6 +31,13 @@ pub(crate) struct SyncConfig {
     pub token: js_sys::Function,
     pub apps: BTreeMap<String, Vec<String>>,
     pub live: bool,
+}
+
+/// Records written by an applied server answer (the `"change"` event).
+#[derive(serde::Serialize, tsify::Tsify)]
+pub(crate) struct SyncChange {
+    pub collection: String,
+    pub ids: Vec<String>,
 }
 
 /// An event listener added to the window: its event's name and its callback.

@@ -44,13 +44,6 @@ fn invalid(message: impl Into<String>) -> JsCodedError {
     JsCodedError::new(ErrorCode::InvalidOptions, message)
 }
 
-/// Records written by an applied server answer (the `"change"` event).
-#[derive(serde::Serialize, tsify::Tsify)]
-pub(crate) struct SyncChange {
-    pub collection: String,
-    pub ids: Vec<String>,
-}
-
 /// Reads `store.sync(options)`.
 pub(crate) fn parse_options(
     store: &StoreInner,

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use super::error::{js_error, JsCodedError};
 use super::json::to_js;
+use super::listeners::unsubscribe_function;
 use super::store::StoreInner;
 use super::sync::{Driver, SyncConfig};
 use super::tabs::TabChannel;
@@ -149,7 +150,7 @@ impl TabSync {
     pub fn on(&self, kind: &'static str, f: js_sys::Function) -> JsValue {
         let id = self.events.add(kind, f);
         let me = self.me.clone();
-        Closure::once_into_js(move || {
+        unsubscribe_function(move || {
             if let Some(s) = me.upgrade() {
                 s.events.remove(id);
             }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Formatting, clippy (native and wasm32) and the pure-core rule of docs/architecture.md.
+# Formatting, clippy (native and wasm32) and two rules of docs/architecture.md: the pure core,
+# and no import circles between modules.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -12,4 +13,5 @@ if grep -rnE '\b(web_sys|js_sys|wasm_bindgen)\b' src --include='*.rs' | grep -v 
   echo "lint: a pure module imports a browser crate (see above)" >&2
   exit 1
 fi
+python3 scripts/ci/import-cycles.py src server/src
 echo "lint: ok"

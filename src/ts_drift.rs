@@ -1,5 +1,5 @@
-//! The string unions of the `.d.ts` (backup phases, sync statuses, error codes) against what
-//! the code produces. The unions are derived by tsify from the enums; this checks that every
+//! The string unions of the `.d.ts` (backup phases, sync statuses, error codes) and the events
+//! of `sync.on` (`SyncEvents`) against what the code produces. The unions are derived by tsify from the enums; this checks that every
 //! value the code hands to JS is declared and every declared one is produced.
 //!
 //! The declarations are read from the derived `Tsify::DECL`s, and with `MANA_SYNC_DTS=<path>`
@@ -23,6 +23,7 @@ use crate::protocol::{FIELD_DELETED_AT, FIELD_ID, FIELD_SPACE_ID};
 use crate::records::ManaRecord;
 use crate::records::RecordError;
 use crate::schema::ConfigError;
+use crate::sync::lease::{EventKind, STATUS_EVENT};
 use crate::sync::{SyncError, SyncStatus};
 use crate::ClockError;
 
@@ -141,6 +142,69 @@ fn sync_statuses_are_declared_as_produced() {
         &declared("SyncStatus", SyncStatus::DECL),
         &produced,
     );
+}
+
+/// The keys of `export interface <name> { key: …; … }` in `text` (one member per line, doc
+/// comments skipped).
+fn interface_keys(text: &str, name: &str) -> BTreeSet<String> {
+    let head = format!("export interface {name} {{");
+    let start = text
+        .find(&head)
+        .unwrap_or_else(|| panic!("no `{head}` in the declarations"))
+        + head.len();
+    let end = start
+        + text[start..]
+            .find("\n}")
+            .expect("an interface ends with `}`");
+    text[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !(l.is_empty() || l.starts_with("/*") || l.starts_with('*')))
+        .map(|l| {
+            let key = l.split(':').next().unwrap().trim();
+            assert!(
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{name}: {l:?} is not a `key: type;` member"
+            );
+            key.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn sync_events_are_declared_as_produced() {
+    let index = |k: &EventKind| match k {
+        EventKind::Conflict => 0,
+        EventKind::Change => 1,
+    };
+    assert_every_variant("EventKind::ALL", &EventKind::ALL, index, 2);
+    for k in EventKind::ALL {
+        assert_eq!(EventKind::from_name(k.as_str()), Some(k));
+    }
+    // `sync.on` accepts exactly these names (src/web/sync_handle.rs); `SyncEvents` is declared
+    // by hand there, in the custom section (the generic `on` is not something tsify derives).
+    let produced = strings(
+        [STATUS_EVENT]
+            .into_iter()
+            .chain(EventKind::ALL.map(EventKind::as_str)),
+    );
+    let source = include_str!("web/sync_handle.rs");
+    let declared = interface_keys(source, "SyncEvents");
+    if let Ok(path) = std::env::var("MANA_SYNC_DTS") {
+        let dts = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            interface_keys(&dts, "SyncEvents"),
+            declared,
+            "{path}: SyncEvents"
+        );
+        assert!(
+            dts.contains("on<E extends keyof SyncEvents>("),
+            "{path}: ManaSync.on is not generic over SyncEvents"
+        );
+    }
+    assert_same("SyncEvents", &declared, &produced);
+    let text = "export interface A {\n    /** doc */\n    a: X;\n    b2: Y;\n}\n";
+    assert_eq!(interface_keys(text, "A"), strings(["a", "b2"]));
 }
 
 /// One value of every variant of every error enum of the core, each checked complete.

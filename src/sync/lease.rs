@@ -34,6 +34,10 @@ pub enum Role {
     Solo,
 }
 
+/// The event `sync.on(STATUS_EVENT, …)` reports each new status with (the others are
+/// [`EventKind`]s).
+pub const STATUS_EVENT: &str = "status";
+
 /// An engine event the app subscribes to with `sync.on(kind, …)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,6 +47,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 2] = [EventKind::Conflict, EventKind::Change];
+
+    /// The event named `name` in `sync.on(name, …)`, if it is one of these.
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The event's name in `sync.on(name, …)`.
     pub fn as_str(self) -> &'static str {
         match self {

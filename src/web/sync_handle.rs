@@ -12,12 +12,28 @@ use super::error::JsCodedError;
 use super::store::{ManaStore, StoreInner};
 use super::sync::SyncConfig;
 use super::tab_sync::TabSync;
-use crate::sync::lease::LeaseInput;
+use crate::sync::lease::{EventKind, LeaseInput, STATUS_EVENT};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_SYNC: &'static str = r#"
 /** A field this device wrote that a newer remote write overwrote; values decrypted. */
 export interface SyncConflict extends Conflict {}
+
+/** What each `ManaSync.on(event, callback)` event hands its callback. */
+export interface SyncEvents {
+    /** The new status. */
+    status: SyncStatus;
+    conflict: SyncConflict;
+    change: SyncChange;
+}
+
+export interface ManaSync {
+    /**
+     * Subscribes to `"status"`, `"conflict"` or `"change"` (`SyncEvents`). Returns the
+     * unsubscribe function (a second call does nothing).
+     */
+    on<E extends keyof SyncEvents>(event: E, callback: (value: SyncEvents[E]) => void): () => void;
+}
 "#;
 
 /// `store.sync(options)`'s options, as declared in the `.d.ts` and parsed (`token` is read by
@@ -140,19 +156,16 @@ impl ManaSync {
     }
 
     /// Subscribes to `"status"` (the new status), `"conflict"` (`SyncConflict`) or `"change"`
-    /// (`SyncChange`). Returns the unsubscribe function.
-    #[wasm_bindgen(unchecked_return_type = "() => void")]
-    pub fn on(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "\"status\" | \"conflict\" | \"change\"")]
-        event: String,
-        #[wasm_bindgen(unchecked_param_type = "(value: any) => void")] callback: js_sys::Function,
-    ) -> Result<JsValue, JsValue> {
+    /// (`SyncChange`). Returns the unsubscribe function. Declared in `TS_SYNC` (generic over
+    /// `SyncEvents`, which wasm-bindgen cannot write).
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: String, callback: js_sys::Function) -> Result<JsValue, JsValue> {
         let kind = match event.as_str() {
-            "status" => "status",
-            "conflict" => "conflict",
-            "change" => "change",
-            other => return Err(invalid(format!("unknown sync event {other:?}")).into()),
+            STATUS_EVENT => STATUS_EVENT,
+            other => match EventKind::from_name(other) {
+                Some(kind) => kind.as_str(),
+                None => return Err(invalid(format!("unknown sync event {other:?}")).into()),
+            },
         };
         Ok(self.tab.on(kind, callback))
     }

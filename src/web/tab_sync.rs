@@ -18,7 +18,7 @@ use super::tabs::TabChannel;
 use super::web_lock::WebLock;
 use crate::crypto::RandomPool;
 use crate::protocol::ErrorBody;
-use crate::sync::lease::{Lease, LeaseEffect, LeaseInput, Role};
+use crate::sync::lease::{Lease, LeaseEffect, LeaseInput, Role, STATUS_EVENT};
 use crate::sync::{Input, SyncStatus};
 
 /// App callbacks of `sync.on(event, fn)`.
@@ -183,7 +183,7 @@ impl TabSync {
             }
             LeaseEffect::Status(status) => self
                 .events
-                .emit("status", &JsValue::from_str(status.as_str())),
+                .emit(STATUS_EVENT, &JsValue::from_str(status.as_str())),
             LeaseEffect::Event { kind, value } => {
                 if let Ok(v) = to_js(&value) {
                     self.events.emit(kind.as_str(), &v);

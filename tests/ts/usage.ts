@@ -48,6 +48,12 @@ export async function app(): Promise<number> {
   const off: () => void = sync.on("status", (s: SyncStatus) => console.log(s));
   sync.on("conflict", (c: SyncConflict) => console.log(c.field, c.wasLocal, c.nowServer));
   sync.on("change", (c: SyncChange) => console.log(c.collection, c.ids.length));
+  sync.on("change", (c) => console.log(c.ids.length)); // the payload's type follows the event
+  // @ts-expect-error a "change" callback is handed a SyncChange, not a SyncConflict
+  sync.on("change", (c: SyncConflict) => console.log(c.field));
+  // @ts-expect-error no such event
+  sync.on("statuses", () => {});
+  off();
   sync.start();
   await sync.syncNow();
   const status: SyncStatus = sync.status;

@@ -27,17 +27,23 @@ use crate::sync::lease::{EventKind, STATUS_EVENT};
 use crate::sync::{SyncError, SyncStatus};
 use crate::ClockError;
 
+/// What follows `head` in `text`, up to `end` (both excluded).
+fn declaration<'t>(text: &'t str, head: &str, end: &str) -> &'t str {
+    let start = text
+        .find(head)
+        .unwrap_or_else(|| panic!("no `{head}` in the declarations"))
+        + head.len();
+    let len = text[start..]
+        .find(end)
+        .unwrap_or_else(|| panic!("`{head}` does not end with `{end}`"));
+    &text[start..start + len]
+}
+
 /// The members of `export type <name> = "a" | "b" …;` in `text`; every member must be a string
 /// literal.
 fn union_members(text: &str, name: &str) -> BTreeSet<String> {
-    let head = format!("export type {name} = ");
-    let start = text
-        .find(&head)
-        .unwrap_or_else(|| panic!("no `{head}` in the declarations"))
-        + head.len();
-    let end = start + text[start..].find(';').expect("a union ends with `;`");
     // Members may carry their doc comments: `/** … */ "a"`.
-    let mut union = text[start..end].to_string();
+    let mut union = declaration(text, &format!("export type {name} = "), ";").to_string();
     while let Some(open) = union.find("/*") {
         let close = open + union[open..].find("*/").expect("a comment ends") + 2;
         union.replace_range(open..close, "");
@@ -147,16 +153,7 @@ fn sync_statuses_are_declared_as_produced() {
 /// The keys of `export interface <name> { key: …; … }` in `text` (one member per line, doc
 /// comments skipped).
 fn interface_keys(text: &str, name: &str) -> BTreeSet<String> {
-    let head = format!("export interface {name} {{");
-    let start = text
-        .find(&head)
-        .unwrap_or_else(|| panic!("no `{head}` in the declarations"))
-        + head.len();
-    let end = start
-        + text[start..]
-            .find("\n}")
-            .expect("an interface ends with `}`");
-    text[start..end]
+    declaration(text, &format!("export interface {name} {{"), "\n}")
         .lines()
         .map(str::trim)
         .filter(|l| !(l.is_empty() || l.starts_with("/*") || l.starts_with('*')))

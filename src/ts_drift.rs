@@ -1,6 +1,7 @@
 //! The string unions of the `.d.ts` (backup phases, sync statuses, error codes) and the events
-//! of `sync.on` (`SyncEvents`) against what the code produces. The unions are derived by tsify from the enums; this checks that every
-//! value the code hands to JS is declared and every declared one is produced.
+//! of `sync.on` (`SyncEvents`) against what the code produces. The unions are derived by tsify
+//! from the enums; this checks that every value the code hands to JS is declared and every
+//! declared one is produced.
 //!
 //! The declarations are read from the derived `Tsify::DECL`s, and with `MANA_SYNC_DTS=<path>`
 //! (scripts/ci/test-browser.sh, after building pkg/) from the generated `.d.ts` itself.

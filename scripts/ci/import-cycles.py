@@ -19,8 +19,8 @@ def modules(root):
                 continue
             path = os.path.join(dirpath, f)
             name = path[len(root) + 1:-3].replace("/mod", "").replace("/", "::")
-            if name in ("lib", "main"):
-                name = "crate" if name == "lib" else "main"
+            if name == "lib":
+                name = "crate"
             text = re.sub(r"//[^\n]*", "", open(path).read())
             text = re.split(r"#\[cfg\((?:all\()?test[^\]]*\]\s*mod \w+", text)[0]
             mods[name] = text
